@@ -1,0 +1,133 @@
+"""The dashboard's "Model" tab: what the bundle was trained on and how well it did.
+
+Everything comes from the bundle as written by the pipeline: ``bundle.training_data``,
+``bundle.thresholds``, ``bundle.family_comparison`` and the evaluation report's files in
+``bundle.evaluation_dir`` (figures/*.png, tables/*.csv, metrics.json). Nothing is
+recomputed here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+# Figure groups in the order a reader wants them: (title, file-name prefixes).
+FIGURE_GROUPS = (
+    ("ROC curves (with confidence intervals)", ("roc",)),
+    ("Calibration", ("calibration", "calib")),
+    ("Decision curve (net benefit)", ("dca", "decision")),
+)
+OP_NAMES = {
+    "sens90": "high sensitivity",
+    "youden": "balanced (Youden)",
+    "spec90": "high specificity",
+}
+
+
+def _caption(path: Path) -> str:
+    return path.stem.replace("_", " ")
+
+
+def figure_groups(evaluation_dir: Path | None) -> tuple[list[tuple[str, list[Path]]], list[Path]]:
+    """Sort the report's figures into the named groups; return (groups, the rest)."""
+    if evaluation_dir is None:
+        return [], []
+    figures = sorted((evaluation_dir / "figures").glob("*.png"))
+    used: set[Path] = set()
+    groups = []
+    for title, prefixes in FIGURE_GROUPS:
+        found = [f for f in figures if f.stem.lower().startswith(prefixes) and f not in used]
+        used.update(found)
+        groups.append((title, found))
+    return groups, [f for f in figures if f not in used]
+
+
+def _flat_rows(data: object, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested training-data dict -> (field, value) rows for a table."""
+    if isinstance(data, dict):
+        rows = []
+        for k, v in data.items():
+            rows += _flat_rows(v, f"{prefix}{k}" if not prefix else f"{prefix} / {k}")
+        return rows
+    if isinstance(data, list | tuple):
+        return [(prefix, ", ".join(map(str, data)))]
+    return [(prefix, str(data))]
+
+
+def render(bundle) -> None:
+    """Draw the Model tab for a loaded :class:`multibone.bundle.Bundle`."""
+    td = bundle.training_data
+    st.subheader("Training data")
+    if td.get("synthetic"):
+        st.warning(
+            "This bundle was trained on a SYNTHETIC cohort (simulated radiographs and clinical "
+            "data). Its numbers show that the software works, not how it would do on patients."
+        )
+    elif td:
+        st.success("Trained on real (non-synthetic) data, as described below.")
+    rows = _flat_rows(td)
+    if rows:
+        st.dataframe({"field": [r[0] for r in rows], "value": [r[1] for r in rows]}, hide_index=True)
+    else:
+        st.caption("The bundle does not describe its training data.")
+
+    st.subheader("Operating points")
+    st.caption("Chosen on the development data (out-of-fold) and applied unchanged to new cases.")
+    th = bundle.thresholds
+    if th:
+        names = [n for n in OP_NAMES if n in th] + [n for n in th if n not in OP_NAMES]
+        st.dataframe(
+            {
+                "operating point": [OP_NAMES.get(n, n) for n in names],
+                "threshold": [round(float(th[n]["threshold"]), 3) for n in names],
+                "sensitivity": [round(float(th[n]["sensitivity"]), 3) for n in names],
+                "specificity": [round(float(th[n]["specificity"]), 3) for n in names],
+            },
+            hide_index=True,
+        )
+    else:
+        st.caption("The bundle lists no operating points.")
+
+    ev = bundle.evaluation_dir
+    groups, others = figure_groups(ev)
+    if ev is None:
+        st.info("This bundle carries no evaluation report.")
+    for title, figures in groups:
+        st.subheader(title)
+        if not figures:
+            st.caption("No figure of this kind in the bundle's evaluation.")
+        cols = st.columns(min(max(len(figures), 1), 3))
+        for i, fig in enumerate(figures):
+            cols[i % len(cols)].image(str(fig), caption=_caption(fig))
+
+    st.subheader("Model families compared")
+    fc = bundle.family_comparison
+    if fc is not None and len(fc):
+        st.dataframe(fc, hide_index=True)
+        st.caption("Cross-validated AUC on the development data (inner patient-grouped CV).")
+    else:
+        st.caption("The bundle has no family comparison.")
+
+    if ev is not None:
+        if others:
+            with st.expander(f"Other figures ({len(others)})"):
+                cols = st.columns(2)
+                for i, fig in enumerate(others):
+                    cols[i % 2].image(str(fig), caption=_caption(fig))
+        tables = sorted((ev / "tables").glob("*.csv"))
+        if tables:
+            import pandas as pd
+
+            with st.expander(f"Tables ({len(tables)})"):
+                for t in tables:
+                    st.markdown(f"**{t.stem.replace('_', ' ')}**")
+                    st.dataframe(pd.read_csv(t), hide_index=True)
+        metrics = ev / "metrics.json"
+        if metrics.is_file():
+            with st.expander("All metrics (metrics.json)"):
+                try:
+                    st.json(json.loads(metrics.read_text(encoding="utf-8")), expanded=False)
+                except json.JSONDecodeError:
+                    st.caption("metrics.json is not valid JSON.")

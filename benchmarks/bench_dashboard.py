@@ -1,0 +1,177 @@
+"""Dashboard latency: how long a clinician waits after pressing "Compute the result".
+
+Times, on the machine it runs on (CPU unless torch sees a GPU):
+
+* ``load_bundle`` cold (first call in a fresh Python process, including the pipeline's
+  model warm-up when it has one) and warm (again in the same process; the dashboard
+  itself keeps the bundle in ``st.cache_resource`` so later cases skip even that);
+* ``predict_case``, ``explain_case`` (Score-CAM for every backbone, and with Grad-CAM
+  too) and ``case_report_html`` on a demo case, first call and median of ``--repeats``;
+* the button-to-result total (predict + explain + report), the number the issue bounds
+  by 3 s.
+
+The demo case is a held-out patient of the synthetic cohort next to the bundle, read
+through the same helpers the dashboard uses. Usage::
+
+    python benchmarks/bench_dashboard.py [--bundle runs/demo/bundle] [--repeats 5] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "apps"))
+
+import _dashboard_logic as logic  # noqa: E402
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"{cpu}, {cores} usable cores, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, {gpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+_COLD = """
+import json, time, sys
+t0 = time.perf_counter()
+from multibone import pipeline
+from multibone.bundle import load_bundle
+t1 = time.perf_counter()
+b = load_bundle(sys.argv[1])
+t2 = time.perf_counter()
+warm = getattr(pipeline, "warm_up", None)
+if callable(warm):
+    warm(b)
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "load_bundle": t2 - t1, "warm_up": t3 - t2}))
+"""
+
+
+def cold_load(bundle: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD, str(bundle)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def demo_case(bundle, pipeline):
+    manifest = logic.find_demo_manifest(bundle.path) or logic.make_demo_manifest()
+    demo = logic.demo_case_from_manifest(manifest, 0)
+    images = []
+    for i, ((name, data), box) in enumerate(zip(demo.images, demo.boxes, strict=True), start=1):
+        img = logic.decode_image_bytes(data, name, f"image {i}")
+        images.append(pipeline.CaseImage(pixels=img.pixels, roi=box, label=f"image {i} ({img.format})"))
+    f = demo.fields
+    fields = {
+        "age": f["age"],
+        "sex": f["sex"],
+        "site": f["site"],
+        "location": f["location"],
+        "crp": logic.lab_value(f["crp_mode"], f["crp"]),
+        "esr": logic.lab_value(f["esr_mode"], f["esr"]),
+    }
+    return pipeline.case_from_fields(fields, images)
+
+
+def timed(fn, repeats: int) -> tuple[float, float, list[float], object]:
+    """(first call s, median of the next ``repeats`` calls s, all times, last result)."""
+    times = []
+    result = None
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return times[0], statistics.median(times[1:]), times, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: as the dashboard)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args(argv)
+
+    from multibone import pipeline
+    from multibone.bundle import load_bundle
+
+    loc = logic.locate_bundle(str(args.bundle) if args.bundle else None, default_run=pipeline.DEFAULT_DEMO_RUN)
+    if not loc.exists:
+        print(f"no bundle at {loc.path}: run 'multibone demo' first", file=sys.stderr)
+        return 2
+    cold = cold_load(loc.path)
+    warm_first, warm_med, _, bundle = timed(lambda: load_bundle(loc.path), args.repeats)
+    warm = getattr(pipeline, "warm_up", None)
+    if callable(warm):
+        warm(bundle)
+    case = demo_case(bundle, pipeline)
+    p_first, p_med, p_all, result = timed(lambda: pipeline.predict_case(bundle, case), args.repeats)
+    e_first, e_med, e_all, expl = timed(
+        lambda: pipeline.explain_case(bundle, case, cam_methods=("scorecam",)), args.repeats
+    )
+    g_first, g_med, _, _ = timed(
+        lambda: pipeline.explain_case(bundle, case, cam_methods=("scorecam", "gradcam")), args.repeats
+    )
+    r_first, r_med, _, _ = timed(lambda: pipeline.case_report_html(case, result, expl), args.repeats)
+    totals = [p + e for p, e in zip(p_all[1:], e_all[1:], strict=True)]
+    total_med = statistics.median(totals) + r_med
+    first_total = p_first + e_first + r_first
+    rows = [
+        ("import multibone.pipeline (fresh process)", cold["import"], None),
+        ("load_bundle, cold (fresh process)", cold["load_bundle"], None),
+        ("model warm-up after load (fresh process)", cold["warm_up"], None),
+        ("load_bundle, warm (same process)", warm_first, warm_med),
+        ("predict_case", p_first, p_med),
+        ("explain_case, Score-CAM all backbones", e_first, e_med),
+        ("explain_case, Score-CAM + Grad-CAM", g_first, g_med),
+        ("case_report_html", r_first, r_med),
+        ("button to result (predict + explain + report)", first_total, total_med),
+    ]
+    info = {
+        "machine": machine(),
+        "bundle": str(loc.path),
+        "backbones": bundle.backbones,
+        "n_images": len(case.images),
+        "image_shapes": [list(im.pixels.shape) for im in case.images],
+        "repeats": args.repeats,
+        "probability": float(result.probability),
+    }
+    if args.markdown:
+        print(f"Machine: {info['machine']}  ")
+        print(
+            f"Bundle: `{info['bundle']}` (backbones {', '.join(info['backbones'])}); demo case with "
+            f"{info['n_images']} image(s) {info['image_shapes']}; median of {args.repeats} runs after a first call.\n"
+        )
+        print("| step | first call (s) | median (s) |")
+        print("|---|---:|---:|")
+        for name, first, med in rows:
+            print(f"| {name} | {first:.3f} | {'' if med is None else f'{med:.3f}'} |")
+    else:
+        info["seconds"] = {name: {"first": first, "median": med} for name, first, med in rows}
+        print(json.dumps(info, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Writing and verified loading of model bundles (see the package docstring)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from multibone import __version__
+from multibone._atomic import atomic_dir
+from multibone.errors import BundleError
+
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_bundle(
+    target: str | Path,
+    meta: Mapping[str, Any],
+    *,
+    objects: Mapping[str, Any] | None = None,
+    files: Mapping[str, str | Path] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a bundle folder atomically.
+
+    Parameters
+    ----------
+    target : folder to create; refused if it exists unless ``force``.
+    meta : JSON-able description (task, classes, features, thresholds, ...).
+        ``format_version``, ``multibone_version`` and ``files`` are added here.
+    objects : relative path -> Python object, written with joblib (e.g. ``stacker.joblib``).
+    files : relative path in the bundle -> existing file or folder to copy in.
+    """
+    target = Path(target)
+    with atomic_dir(target, force=force) as tmp:
+        for rel, src in (files or {}).items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src = Path(src)
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            elif src.is_file():
+                shutil.copy2(src, dst)
+            else:
+                raise BundleError(f"cannot add {src} to the bundle: no such file or folder")
+        for rel, obj in (objects or {}).items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            joblib.dump(obj, dst)
+        hashes = {
+            p.relative_to(tmp).as_posix(): sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        full = dict(meta)
+        full["format_version"] = BUNDLE_FORMAT_VERSION
+        full["multibone_version"] = __version__
+        full["files"] = hashes
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False, default=_json_default))
+    return target
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def verify_bundle(path: str | Path) -> dict:
+    """Check a bundle's manifest and every file's SHA-256; return the manifest.
+
+    Raises :class:`BundleError` naming the first offending file. Nothing is
+    unpickled here.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root}: no bundle folder here (build one with 'multibone demo' or 'multibone stack')")
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise BundleError(f"{manifest}: missing; this folder is not a multibone bundle")
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest}: not valid JSON ({exc}); the bundle is damaged") from exc
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{manifest}: no integer format_version; the bundle is damaged")
+    if version > BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest}: format version {version} is newer than this multibone understands "
+            f"({BUNDLE_FORMAT_VERSION}); upgrade multibone to load it"
+        )
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{manifest}: lists no files; the bundle is damaged")
+    for rel, expected in files.items():
+        p = root / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise BundleError(f"{manifest}: file entry {rel!r} points outside the bundle")
+        if not p.is_file():
+            raise BundleError(f"{p}: listed in bundle.json but missing; the bundle is incomplete")
+        if sha256_file(p) != expected:
+            raise BundleError(
+                f"{p}: SHA-256 does not match bundle.json (tampered or truncated); refusing to load"
+            )
+    listed = set(files)
+    for p in root.rglob("*"):
+        if p.is_file() and p.name != MANIFEST:
+            rel = p.relative_to(root).as_posix()
+            if rel not in listed:
+                raise BundleError(f"{p}: not listed in bundle.json; refusing a bundle with unknown files")
+    return meta
+
+
+@dataclass
+class Bundle:
+    """A verified bundle. Heavy parts (stacker, backbones) load lazily, after verification."""
+
+    path: Path
+    meta: dict
+    hash: str
+    _loaders: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def positive_class(self) -> str:
+        return self.meta["positive_class"]
+
+    @property
+    def negative_class(self) -> str:
+        return self.meta["negative_class"]
+
+    @property
+    def backbones(self) -> list[str]:
+        return list(self.meta.get("backbones", []))
+
+    @property
+    def thresholds(self) -> dict:
+        return dict(self.meta.get("thresholds", {}))
+
+    @property
+    def training_data(self) -> dict:
+        return dict(self.meta.get("training_data", {}))
+
+    @property
+    def version(self) -> str:
+        return f"bundle format {self.meta['format_version']}, multibone {self.meta['multibone_version']}"
+
+    @property
+    def evaluation_dir(self) -> Path | None:
+        d = self.path / "evaluation"
+        return d if d.is_dir() else None
+
+    @cached_property
+    def family_comparison(self):
+        import pandas as pd
+
+        p = self.path / "family_comparison.csv"
+        return pd.read_csv(p) if p.is_file() else None
+
+    def load_object(self, rel: str) -> Any:
+        """Unpickle a joblib file of this (already verified) bundle."""
+        if rel not in self.meta["files"]:
+            raise BundleError(f"{self.path / rel}: not part of this bundle")
+        return joblib.load(self.path / rel)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Verify every file's hash, then return a :class:`Bundle` (nothing unpickled yet)."""
+    root = Path(path)
+    meta = verify_bundle(root)
+    return Bundle(path=root.resolve(), meta=meta, hash=sha256_file(root / MANIFEST))

@@ -1,0 +1,60 @@
+"""Step 2: the stacker over backbone scores and clinical features.
+
+Public API::
+
+    clinical_features, build_stacking_table, FEATURE_LABELS   (features)
+    StackingConfig, FAMILIES, CLINICAL_FEATURES               (config)
+    get_family, FamilySpec                                     (families)
+    Stacker, ScoreBaseline, MissingAtPredictWarning            (model)
+    make_group_folds                                           (folds)
+    compare_families, fit_stacker, oof_predict, tune_family    (selection)
+    operating_points, apply_threshold                          (thresholds)
+    run_stacking                                               (run: the `stack` command)
+"""
+
+from multibone.stacking.config import CLINICAL_FEATURES, FAMILIES, StackingConfig
+from multibone.stacking.families import FamilySpec, get_family
+from multibone.stacking.features import (
+    FEATURE_LABELS,
+    build_stacking_table,
+    clinical_features,
+    describe_value,
+    feature_label,
+)
+from multibone.stacking.folds import make_group_folds
+from multibone.stacking.model import MissingAtPredictWarning, ScoreBaseline, Stacker
+from multibone.stacking.selection import (
+    auc,
+    bootstrap_auc_ci,
+    compare_families,
+    fit_stacker,
+    oof_predict,
+    tune_family,
+)
+from multibone.stacking.thresholds import OPERATING_POINTS, apply_threshold, operating_points
+
+__all__ = [
+    "CLINICAL_FEATURES",
+    "FAMILIES",
+    "FEATURE_LABELS",
+    "OPERATING_POINTS",
+    "FamilySpec",
+    "MissingAtPredictWarning",
+    "ScoreBaseline",
+    "Stacker",
+    "StackingConfig",
+    "apply_threshold",
+    "auc",
+    "bootstrap_auc_ci",
+    "build_stacking_table",
+    "clinical_features",
+    "compare_families",
+    "describe_value",
+    "feature_label",
+    "fit_stacker",
+    "get_family",
+    "make_group_folds",
+    "oof_predict",
+    "operating_points",
+    "tune_family",
+]

@@ -1,0 +1,199 @@
+"""The dashboard in a real browser: headless Chromium drives ``streamlit run apps/dashboard.py``.
+
+Marked ``browser`` (not in the default run). Needs Debian's ``chromium`` and
+``chromium-driver`` packages and the ``selenium`` Python package (``dev`` extra); skipped
+with the reason when any is missing. The screenshot of the finished case goes to
+``tests/artifacts/dashboard.png`` (git-ignored folder) and is copied to
+``benchmarks/dashboard_screenshot.png`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "apps" / "dashboard.py"
+ARTIFACTS = REPO / "tests" / "artifacts"
+SCREENSHOT_COPY = REPO / "benchmarks" / "dashboard_screenshot.png"
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--window-size=1500,4200",
+)
+
+
+def _which(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_tools():
+    """(chromium path, chromedriver path), or skip saying what is missing."""
+    pytest.importorskip("selenium", reason="selenium not installed: pip install -e '.[dev]'")
+    chromium = _which("chromium", "chromium-browser", "google-chrome")
+    driver = _which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip(
+            "Chromium not installed: apt-get install chromium chromium-driver "
+            f"(found chromium={chromium}, chromedriver={driver})"
+        )
+    return chromium, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout:.0f} s")
+
+
+@pytest.fixture
+def dashboard_url(demo_bundle, tmp_path):
+    """Start the dashboard on a free localhost port with the demo bundle; stop it after."""
+    port = _free_port()
+    env = dict(os.environ, MULTIBONE_BUNDLE=str(demo_bundle))
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", str(APP),
+            "--server.port", str(port),
+            "--server.headless", "true",
+            "--server.address", "localhost",
+            "--browser.gatherUsageStats", "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://localhost:{port}"
+    try:
+        _wait_health(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+        print((tmp_path / "streamlit.log").read_text(errors="replace")[-3000:])
+
+
+def _driver(browser_tools, profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = browser_tools
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={profile}")
+    return webdriver.Chrome(service=Service(chromedriver), options=opts)
+
+
+def _type_number(driver, label: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(value, Keys.ENTER)
+
+
+def test_browser_demo_case(browser_tools, dashboard_url, synthetic_dicom, tmp_path):
+    """Upload a synthetic DICOM, fill the form, compute, see the result; no identifiers."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    dicom_path, identifiers = synthetic_dicom
+    driver = _driver(browser_tools, tmp_path / "chromium-profile")
+    try:
+        wait = WebDriverWait(driver, 120)
+        driver.get(dashboard_url)
+        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, 'input[type="file"]')))
+        upload.send_keys(str(dicom_path))
+        wait.until(lambda d: "image 1 (DICOM)" in d.page_source)
+
+        _type_number(driver, "Age (years)", "47")
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Age (years)"][value="47"]')))
+        sex = driver.find_element(By.CSS_SELECTOR, 'input[aria-label^="Selected"][aria-label*="Sex"], '
+                                  'div[data-testid="stSelectbox"] input')
+        sex.click()
+        sex.send_keys("female", Keys.ENTER)
+        wait.until(lambda d: "female" in d.find_element(By.TAG_NAME, "body").text)
+
+        button = wait.until(
+            ec.element_to_be_clickable((By.XPATH, '//button[.//p[text()="Compute the result"]]'))
+        )
+        button.click()
+        wait.until(lambda d: "Probability of infection" in d.find_element(By.TAG_NAME, "body").text)
+        # wait for every image (waterfall, overlays) to have loaded before the picture
+        wait.until(
+            lambda d: d.execute_script(
+                "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
+        time.sleep(1.0)
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "Decision at" in body
+        assert "Score-CAM" in body
+        assert "not a diagnosis" in body
+        html = driver.page_source
+        for value in identifiers:
+            assert value not in html, "a DICOM identifier reached the page"
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
+        height = driver.execute_script(
+            "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body;"
+            "return Math.max(m.scrollHeight, document.body.scrollHeight);"
+        )
+        driver.set_window_size(1500, min(max(int(height) + 200, 1200), 8000))
+        time.sleep(1.0)
+        assert driver.save_screenshot(str(shot))
+        shutil.copyfile(shot, SCREENSHOT_COPY)
+    finally:
+        driver.quit()

@@ -1,0 +1,346 @@
+"""Score-CAM / Grad-CAM of multibone.explain.cam, checked against the grad-cam package.
+
+The oracle is ``pytorch_grad_cam`` (ScoreCAM / GradCAM, same model, layer,
+input and one-logit target): the full maps must agree to float precision.
+Models are timm's tiny ``test_*`` networks and a tiny Swin (random weights,
+created offline), inputs 16-64 px, so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+from torch import nn
+
+from multibone.errors import InputError
+from multibone.explain import (
+    CamBackbone,
+    NHWCToNCHW,
+    TokensToGrid,
+    capture_activations,
+    explain_image,
+    grad_cam,
+    lesion_focus,
+    reshape_for,
+    resolve_layer,
+    score_cam,
+)
+
+pgc = pytest.importorskip("pytorch_grad_cam")
+from pytorch_grad_cam.utils.model_targets import (  # noqa: E402
+    BinaryClassifierOutputTarget,
+    ClassifierOutputTarget,
+)
+
+
+def _swin(img_size: int = 64) -> nn.Module:
+    return timm.create_model(
+        "swin_tiny_patch4_window7_224",
+        num_classes=1,
+        img_size=img_size,
+        window_size=4,
+        embed_dim=16,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 1, 1),
+    )
+
+
+# name -> (factory, CAM layer, input size); one CNN pair, a ViT and a Swin
+MODELS = {
+    "resnet": (lambda: timm.create_model("test_resnet", num_classes=1), "layer4", 64),
+    "efficientnet": (lambda: timm.create_model("test_efficientnet", num_classes=1), "blocks.5", 64),
+    "vit": (lambda: timm.create_model("test_vit", num_classes=1, img_size=64), "blocks.5.norm1", 64),
+    "swin": (_swin, "layers.3.blocks.0.norm1", 64),
+}
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)  # test-local determinism of the random weights
+    out = {}
+    for key, (factory, layer, size) in MODELS.items():
+        out[key] = (factory().eval(), layer, size)
+    return out
+
+
+def _x(size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, size, size, generator=g)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def _oracle(cls, model, layer, x, target):
+    with cls(model, [layer], reshape_transform=reshape_for(model)) as cam:
+        return cam(x, targets=[target])[0]
+
+
+def _no_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+
+
+# ----------------------------------------------------------------- oracle agreement
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_score_cam_matches_grad_cam_package(models, key):
+    model, layer, size = models[key]
+    x = _x(size)
+    ref = _oracle(pgc.ScoreCAM, model, model.get_submodule(layer), x, ClassifierOutputTarget(0))
+    mine = score_cam(model, x, layer)
+    assert mine.shape == ref.shape == (size, size)
+    np.testing.assert_allclose(mine, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_grad_cam_matches_grad_cam_package(models, key):
+    model, layer, size = models[key]
+    x = _x(size, seed=1)
+    ref = _oracle(pgc.GradCAM, model, model.get_submodule(layer), x, ClassifierOutputTarget(0))
+    mine = grad_cam(model, x, layer)
+    np.testing.assert_allclose(mine, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls, fn", [("ScoreCAM", score_cam), ("GradCAM", grad_cam)])
+def test_negative_target_matches_binary_target_of_grad_cam(models, cls, fn):
+    model, layer, size = models["resnet"]
+    x = _x(size, seed=2)
+    ref = _oracle(
+        getattr(pgc, cls), model, model.get_submodule(layer), x, BinaryClassifierOutputTarget(0)
+    )
+    mine = fn(model, x, layer, target="negative")
+    np.testing.assert_allclose(mine, ref, atol=1e-4)
+    assert _pearson(mine, fn(model, x, layer)) < 0.999  # the sign matters
+
+
+# ----------------------------------------------------------------- shapes, invariants
+
+
+@pytest.mark.parametrize("method", ["scorecam", "gradcam"])
+@pytest.mark.parametrize("key", list(MODELS))
+def test_output_contract_and_no_side_effects(models, key, method):
+    model, layer, size = models[key]
+    model.train()  # the caller's mode must come back
+    x = _x(size, seed=3)
+    before = x.clone()
+    res = explain_image(model, x, layer, method=method, fast=True, top_k=8, batch_size=4)
+    assert res.map.shape == (size, size) and res.map.dtype == np.float32
+    assert np.isfinite(res.map).all() and res.map.min() >= 0.0 and res.map.max() <= 1.0
+    assert res.method == method and res.seconds > 0 and res.n_channels > 0
+    assert torch.equal(x, before)  # input left unchanged
+    assert model.training
+    assert _no_hooks(model)
+    model.eval()
+
+
+def test_fast_score_cam_uses_top_k_channels_and_full_when_k_covers_all(models):
+    model, layer, size = models["resnet"]
+    x = _x(size, seed=4)
+    fast = explain_image(model, x, layer, top_k=5)
+    assert fast.n_channels_used == 5 and "5 of" in fast.note
+    full = explain_image(model, x, layer, fast=False)
+    big = explain_image(model, x, layer, top_k=10_000)
+    np.testing.assert_array_equal(big.map, full.map)
+    assert full.n_channels_used <= full.n_channels and "fast" not in full.note
+
+
+def test_batch_size_does_not_change_the_map(models):
+    model, layer, size = models["vit"]
+    x = _x(size, seed=5)
+    a = score_cam(model, x, layer, batch_size=1, top_k=12)
+    b = score_cam(model, x, layer, batch_size=64, top_k=12)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_feature_map_1x1_gives_a_note_not_a_crash(models):
+    model, layer, _ = models["resnet"]
+    x = _x(16)  # stride 32 -> layer4 is 1x1
+    for method in ("scorecam", "gradcam"):
+        res = explain_image(model, x, layer, method=method)
+        assert res.grid == (1, 1)
+        assert "uninformative" in res.note
+        assert res.map.shape == (16, 16) and np.isfinite(res.map).all()
+
+
+class _Flat(nn.Module):
+    """conv (no padding) -> relu -> mean -> linear: a constant image gives constant maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["scorecam", "gradcam"])
+def test_constant_activations_give_zero_map_without_nan(method):
+    model = _Flat()
+    res = explain_image(model, torch.ones(1, 3, 20, 20), "act", method=method)
+    assert np.isfinite(res.map).all() and res.map.max() == 0.0
+    assert "constant" in res.note
+    if method == "scorecam":
+        assert res.n_channels_used == 0  # constant channels get weight 0 and no pass
+
+
+def test_hooks_removed_when_the_forward_raises():
+    class Boom(_Flat):
+        def forward(self, x):
+            self.act(self.conv(x))
+            raise RuntimeError("boom")
+
+    model = Boom()
+    with pytest.raises(RuntimeError, match="boom"):
+        score_cam(model, torch.ones(1, 3, 8, 8), "act")
+    with pytest.raises(RuntimeError, match="boom"):
+        grad_cam(model, torch.ones(1, 3, 8, 8), "act")
+    assert _no_hooks(model)
+
+
+def test_capture_activations_context_manager():
+    model = _Flat()
+    with capture_activations(model.conv) as cap:
+        assert model.conv._forward_hooks
+        model(torch.zeros(1, 3, 6, 6))
+    assert cap.output.shape == (1, 4, 4, 4) and not model.conv._forward_hooks
+
+
+def test_grad_cam_with_frozen_parameters(models):
+    model, layer, size = models["resnet"]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        x = _x(size, seed=6)
+        ref = _oracle(pgc.GradCAM, model, model.get_submodule(layer), x.clone().requires_grad_(), ClassifierOutputTarget(0))
+        np.testing.assert_allclose(grad_cam(model, x, layer), ref, atol=1e-4)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+# ----------------------------------------------------------------- reshapes
+
+
+def test_reshape_for_vit_derives_prefix_and_non_square_grid():
+    vit = timm.create_model("test_vit", num_classes=1, img_size=(32, 48))
+    rs = reshape_for(vit)
+    assert isinstance(rs, TokensToGrid) and rs.prefix == vit.num_prefix_tokens == 1
+    assert rs.grid == (2, 3)
+    tokens = torch.arange(1 * 7 * 2, dtype=torch.float32).reshape(1, 7, 2)
+    grid = rs(tokens)
+    assert grid.shape == (1, 2, 2, 3)
+    # token 1 + (r * 3 + c) sits at (r, c); token 0 (class) is dropped
+    assert torch.equal(grid[0, :, 1, 2], tokens[0, 1 + 5])
+    res = explain_image(vit, torch.randn(1, 3, 32, 48), "blocks.5.norm1", top_k=4)
+    assert res.grid == (2, 3) and res.map.shape == (32, 48)
+
+
+def test_reshape_for_vit_with_register_tokens():
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", num_classes=1, img_size=32, reg_tokens=4, depth=1
+    )
+    rs = reshape_for(vit)
+    assert rs.prefix == 5  # class token + 4 registers, read from the model
+    assert explain_image(vit, torch.randn(1, 3, 32, 32), "blocks.0.norm1", top_k=4).grid == (2, 2)
+
+
+def test_reshape_for_swin_and_cnn():
+    assert isinstance(reshape_for(_swin()), NHWCToNCHW)
+    assert reshape_for(timm.create_model("test_resnet", num_classes=1)) is None
+    nhwc = torch.randn(1, 2, 3, 5)
+    assert torch.equal(NHWCToNCHW()(nhwc), nhwc.permute(0, 3, 1, 2))
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_missing_layer_names_model_and_layer(models):
+    model = models["resnet"][0]
+    with pytest.raises(InputError, match=r"CAM layer 'layer9\.0' not found in model ResNet.*layer4"):
+        explain_image(model, _x(32), "layer9.0")
+    with pytest.raises(InputError, match=r"'7' is not a child of layer4"):
+        resolve_layer(model, "layer4.7")
+    assert resolve_layer(model, "layer4.-1") is model.layer4[-1]
+    with pytest.raises(InputError, match="not a submodule of model ResNet"):
+        resolve_layer(model, nn.Conv2d(1, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"x": torch.randn(2, 3, 32, 32)}, r"shape \(1, C, H, W\)"),
+        ({"x": torch.randn(32, 32)}, r"shape \(1, C, H, W\)"),
+        ({"x": torch.zeros(1, 3, 32, 32, dtype=torch.uint8)}, "float tensor"),
+        ({"x": torch.full((1, 3, 32, 32), float("nan"))}, "NaN"),
+        ({"x": np.zeros((1, 3, 32, 32))}, "torch.Tensor"),
+        ({"method": "lime"}, "scorecam, gradcam"),
+        ({"target": "tumour"}, "'positive'"),
+        ({"top_k": 0}, "top_k"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"target_layer": ""}, "dotted path"),
+    ],
+)
+def test_bad_input_table(models, kwargs, match):
+    model, layer, _ = models["resnet"]
+    args = {"x": _x(32), "target_layer": layer, "method": "scorecam"} | kwargs
+    with pytest.raises(InputError, match=match):
+        explain_image(model, args.pop("x"), args.pop("target_layer"), **args)
+
+
+def test_multi_logit_model_refused():
+    model = timm.create_model("test_resnet", num_classes=3)
+    with pytest.raises(InputError, match=r"one logit .*num_classes=1"):
+        grad_cam(model, _x(32), "layer4")
+    assert _no_hooks(model)
+
+
+def test_token_layer_without_reshape_is_explained():
+    class Tok(nn.Module):  # a token model with no timm attributes to derive a reshape from
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(3, 4)
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x):
+            t = self.proj(x.flatten(2).transpose(1, 2))
+            return self.head(t.mean(1))
+
+    with pytest.raises(InputError, match=r"shape \(1, 64, 4\).*reshape_for"):
+        grad_cam(Tok(), torch.randn(1, 3, 8, 8), "proj")
+
+
+# ----------------------------------------------------------------- lesion focus
+
+
+def test_lesion_focus_table(models):
+    model, layer, size = models["resnet"]
+    rng = np.random.default_rng(0)
+    crops = [rng.random((size, size), dtype=np.float32) for _ in range(2)]
+    boxes = [(8, 8, 40, 40), (0, 0, 32, 64)]
+    bb = CamBackbone(
+        name="resnet",
+        model=model,
+        layer=layer,
+        prepare=lambda c: torch.from_numpy(c)[None, None].repeat(1, 3, 1, 1),
+    )
+    df = lesion_focus([bb], crops, boxes, top_k=4, progress=False)
+    assert list(df.columns[:5]) == [
+        "backbone",
+        "method",
+        "n_images",
+        "mean_energy_in_box",
+        "box_area_share",
+    ]
+    assert df["method"].tolist() == ["scorecam", "gradcam"]
+    assert (df["n_images"] == 2).all()
+    np.testing.assert_allclose(df["box_area_share"], (32 * 32 / 64**2 + 0.5) / 2)
+    ok = df["mean_energy_in_box"].dropna()
+    assert ((ok >= 0) & (ok <= 1)).all()
+    with pytest.raises(InputError, match="2 crops but 1 boxes"):
+        lesion_focus([bb], crops, boxes[:1], progress=False)
