@@ -187,7 +187,8 @@ def threshold_figure(curves: Sequence[dict], title: str) -> Figure:
     Each dict: ``name``, ``thresholds``, ``sensitivity``, ``specificity`` and
     ``points`` {operating point name: threshold} drawn as vertical lines.
     """
-    fig, (ax,) = _new((6.4, 4.6))
+    fig, (ax,) = _new((6.4, 5.6))
+    fig.subplots_adjust(bottom=0.3)
     styles = {"youden": "-.", "sens90": ":", "spec90": (0, (5, 1)), "maxf1": (0, (1, 3))}
     for i, c in enumerate(curves):
         col = _color(i)
@@ -200,6 +201,8 @@ def threshold_figure(curves: Sequence[dict], title: str) -> Figure:
     ax.set(xlim=(0, 1), ylim=(-0.01, 1.01), xlabel="threshold (score >= t is positive)",
            ylabel="proportion", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=7, title="vertical: -. Youden, : sens>=0.90, -- spec>=0.90",
-              title_fontsize=6)
+    # below the axes: inside it would hide the curves it explains
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7,
+              title="vertical lines: -. Youden   : sensitivity >= 0.90   -- specificity >= 0.90",
+              title_fontsize=7)
     return fig

@@ -55,6 +55,11 @@ class StackingConfig:
         location only; the default adds the CRP/ESR abnormal flags).
     bootstrap:
         Resamples of the bootstrap CI of each family's cross-validated AUC.
+    nested:
+        Development-set predictions of fitted models (stacker, clinical-only)
+        by nested CV: hyper-parameters re-tuned inside each outer fold (honest;
+        about K times the tuning cost). ``false`` reuses the hyper-parameters
+        tuned on all development patients (faster, slightly optimistic).
     """
 
     family: str = "rf"
@@ -66,6 +71,7 @@ class StackingConfig:
     n_iter: int = 6
     clinical: list[str] = dataclasses.field(default_factory=lambda: list(CLINICAL_FEATURES))
     bootstrap: int = 1000
+    nested: bool = True
 
     def __post_init__(self) -> None:
         for name in [self.family, *self.compare]:

@@ -52,8 +52,8 @@ from multibone.errors import InputError
 
 #: Difficulty 0 -> 1 moves the class means of the evidence score from
 #: MU_EASY apart to MU_HARD apart (linear in between).
-MU_EASY = 3.6
-MU_HARD = 0.5
+MU_EASY = 3.3
+MU_HARD = 0.2
 EVIDENCE_SLOPE = 1.7
 
 TUMOUR_FAMILY_OF_ENTITY: dict[str, str] = {
