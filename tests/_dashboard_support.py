@@ -37,7 +37,8 @@ def find_bundle() -> Path | None:
 
 
 def dicom_identifiers(path: Path) -> list[str]:
-    """The identifying header values of a DICOM file (non-empty strings, at least 4 chars)."""
+    """The identifying header values of a DICOM file (whole values of at least 4 chars; not
+    their parts, which for fakes are common words such as "SYNTHETIC")."""
     import pydicom
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -49,9 +50,8 @@ def dicom_identifiers(path: Path) -> list[str]:
         items = v if isinstance(v, list | tuple | pydicom.multival.MultiValue) else [v]
         for item in items:
             text = str(item).strip()
-            if len(text) >= 4:
+            if len(text) >= 4 and text not in values:
                 values.append(text)
-                values += [part for part in text.split("^") if len(part) >= 6]
     return values
 
 

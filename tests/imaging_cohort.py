@@ -45,7 +45,9 @@ def make_cohort_files(
                 cy, cx = rng.uniform(14, 26, 2)
                 img += 0.3 * (((yy - cy) ** 2 + (xx - cx) ** 2) < 64)
             name = f"p{i:03d}_{v}.png"
-            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / "images" / name)
+            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(
+                root / "images" / name
+            )
             rows.append(
                 {
                     "patient_id": f"P{i:03d}",
@@ -69,7 +71,9 @@ def make_cohort_files(
     return root / "manifest.csv"
 
 
-def load_tiny(root: Path, n_patients: int = 20, *, external: int = 0, n_folds: int = 2, seed: int = 0):
+def load_tiny(
+    root: Path, n_patients: int = 20, *, external: int = 0, n_folds: int = 2, seed: int = 0
+):
     """(cohort, splits_df) of a fresh tiny cohort."""
     from multibone.cohort import SplitConfig, assign_splits, load_cohort
 

@@ -16,7 +16,7 @@ from multibone.cli import main
 from multibone.errors import InputError
 from multibone.evaluation.report import evaluate_run
 
-MODELS = ("e3", "vit", "clinical_only", "stacker")
+MODELS = ("e3", "clinical_only", "stacker")
 SUBTYPES = {1: ["tuberculosis", "osteomyelitis"], 0: ["osteochondroma", "osteosarcoma", "gct"]}
 
 
@@ -56,15 +56,16 @@ def make_predictions(
             miss_p = (0.6 if y == 0 else 0.1) if informative_missing else 0.2
             row["crp_missing"] = int(rng.random() < miss_p)
             row["esr_missing"] = int(rng.random() < 0.2)
-            for model, sep in zip(MODELS, (1.2, 1.4, 1.0, 2.2), strict=True):
+            for model, sep in zip(MODELS, (1.2, 1.0, 2.2), strict=True):
                 z = sep * (2 * y - 1) + rng.normal(0, 1.3)
                 row[f"p_{model}"] = float(1 / (1 + np.exp(-z)))
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def write_run(run: Path, df: pd.DataFrame, *, thresholds: dict | None = None,
-              synthetic: bool = True) -> Path:
+def write_run(
+    run: Path, df: pd.DataFrame, *, thresholds: dict | None = None, synthetic: bool = True
+) -> Path:
     """Write predictions.csv (+ thresholds.json chosen on dev) into a run folder."""
     from multibone.evaluation.operating import choose_operating_points
 
@@ -84,12 +85,19 @@ def write_run(run: Path, df: pd.DataFrame, *, thresholds: dict | None = None,
 
 
 def test_evaluate_end_to_end(tmp_path):
-    run = write_run(tmp_path / "run", make_predictions(informative_missing=True))
+    df = make_predictions(n_dev=120, n_test=50, n_ext={"B": 40, "C": 30}, informative_missing=True)
+    run = write_run(tmp_path / "run", df)
     (run / "stacking").mkdir()
     pd.DataFrame({"family": ["rf", "lr"], "cv_auc": [0.9, 0.85]}).to_csv(
-        run / "stacking" / "family_comparison.csv", index=False)
-    pd.DataFrame({"backbone": ["e3", "e3"], "method": ["gradcam", "scorecam"],
-                  "energy_in_box": [0.6, 0.7]}).to_csv(run / "lesion_focus.csv", index=False)
+        run / "stacking" / "family_comparison.csv", index=False
+    )
+    pd.DataFrame(
+        {"backbone": ["e3", "e3"], "method": ["gradcam", "scorecam"], "energy_in_box": [0.6, 0.7]}
+    ).to_csv(run / "lesion_focus.csv", index=False)
+    (run / "imaging").mkdir()
+    (run / "imaging" / "imaging_summary.json").write_text(
+        json.dumps({"e3": {"oof_auc": 0.81, "n": 120}})
+    )
     rc = main(["evaluate", str(run), "--bootstrap", "200"])
     assert rc == 0
     out = run / "evaluation"
@@ -109,24 +117,37 @@ def test_evaluate_end_to_end(tmp_path):
     assert "synthetic" in html and "data:image/png;base64," in html
     assert "crp_missing alone separates the classes" in html
     assert "Stacker families compared" in html and "lesion box" in html
-    for f in ("summary", "operating_points", "vs_stacker", "subgroups", "subtype_accuracy",
-              "calibration_deciles", "decision_curve", "family_comparison"):
+    assert "Imaging backbones" in html
+    for f in (
+        "summary",
+        "operating_points",
+        "vs_stacker",
+        "subgroups",
+        "subtype_accuracy",
+        "calibration_deciles",
+        "decision_curve",
+        "family_comparison",
+    ):
         assert (out / "tables" / f"{f}.csv").is_file(), f
-    for f in ("roc_dev", "pr_test", "calibration_external_B", "dca_external_pooled",
-              "confusion_external_C"):
+    for f in (
+        "roc_dev",
+        "pr_test",
+        "calibration_external_B",
+        "dca_external_pooled",
+        "confusion_external_C",
+    ):
         assert (out / "figures" / f"{f}.png").is_file(), f
     sg = pd.read_csv(out / "tables" / "subgroups.csv")
     assert {"centre", "age", "sex", "location", "subtype", "lesion size tertile"} <= set(
-        sg["variable"])
-    # a second run replaces the earlier evaluation
-    assert main(["evaluate", str(run), "--bootstrap", "0"]) == 0
+        sg["variable"]
+    )
 
 
 def test_single_class_set_reports_the_rest(tmp_path):
     df = make_predictions(n_dev=80, n_test=0, n_ext={"B": 12}, seed=1)
     df.loc[df["split"] == "external", "label"] = 1
     run = write_run(tmp_path / "run", df)
-    m = evaluate_run(run, n_boot=50, progress=False)
+    m = evaluate_run(run, n_boot=50, progress=False, figures=False)
     ext = m["sets"]["external_B"]["models"]["stacker"]
     assert ext["auc"]["auc"] is None and "undefined" in ext["auc"]["note"]
     assert ext["operating_points"]["youden"]["sensitivity"] is not None
@@ -135,16 +156,23 @@ def test_single_class_set_reports_the_rest(tmp_path):
 
 
 def test_missing_thresholds_are_chosen_on_dev(tmp_path):
-    run = write_run(tmp_path / "run", make_predictions(n_dev=60, n_test=30, n_ext={}),
-                    thresholds={"stacker": {"youden": 0.5}})
-    m = evaluate_run(run, n_boot=0, progress=False)
+    run = write_run(
+        tmp_path / "run",
+        make_predictions(n_dev=60, n_test=30, n_ext={}),
+        thresholds={"stacker": {"youden": 0.5}},
+    )
+    m = evaluate_run(run, n_boot=0, progress=False, figures=False)
+    # a second run replaces the earlier evaluation atomically
+    assert main(["evaluate", str(run), "--bootstrap", "0", "--no-figures"]) == 0
+    assert (run / "evaluation" / "metrics.json").is_file()
+    assert not list((run / "evaluation" / "figures").glob("*.png"))
     assert m["threshold_source"]["stacker"].startswith("thresholds.json")
     assert "chosen here" in m["threshold_source"]["e3"]
     assert any("no thresholds for e3" in w for w in m["warnings"])
 
 
 def _bad_nan(df):
-    df.loc[3, "p_vit"] = np.nan
+    df.loc[3, "p_clinical_only"] = np.nan
     return df
 
 
@@ -155,9 +183,8 @@ def _bad_range(df):
 
 BAD_CASES = [
     ("missing_column", lambda df: df.drop(columns=["label"]), r"missing column\(s\) label"),
-    ("no_model", lambda df: df.drop(columns=[c for c in df if c.startswith("p_")]),
-     r"p_<model>"),
-    ("nan_score", _bad_nan, r"column p_vit has NaN .*rows 5"),
+    ("no_model", lambda df: df.drop(columns=[c for c in df if c.startswith("p_")]), r"p_<model>"),
+    ("nan_score", _bad_nan, r"column p_clinical_only has NaN .*rows 5"),
     ("out_of_range", _bad_range, r"p_e3 must hold probabilities in \[0, 1\]: rows 7.*logits"),
     ("bad_label", lambda df: df.assign(label=df["label"].replace({0: 2})), r"label must be 0 or 1"),
     ("bad_split", lambda df: df.assign(split="train"), r"split must be one of"),

@@ -203,9 +203,15 @@ def test_imagenet_for_tiny_is_refused():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: get_spec("efficientnet"), "unknown backbone 'efficientnet'; valid backbones are e3, e4, vit, swin, resnet50, inception_v3"),
+        (
+            lambda: get_spec("efficientnet"),
+            "unknown backbone 'efficientnet'; valid backbones are e3, e4, vit, swin, resnet50, inception_v3",
+        ),
         (lambda: create_model("e5", tiny=True), "valid backbones are e3, e4"),
-        (lambda: create_model("inception_v3", img_size=64), "too small for backbone 'inception_v3'"),
+        (
+            lambda: create_model("inception_v3", img_size=64),
+            "too small for backbone 'inception_v3'",
+        ),
     ],
     ids=["get_spec", "create_model", "too-small"],
 )

@@ -66,7 +66,6 @@ from multibone.evaluation.roc import (
     roc_points,
 )
 
-
 # The report modules import matplotlib; load them only when asked for (PEP 562).
 _LAZY = {
     "evaluate_run": "multibone.evaluation.report",

@@ -85,8 +85,14 @@ def df_html(df: pd.DataFrame, *, digits: int = 3, p_columns: Iterable[str] = ())
     for c in p_columns:
         if c in d.columns:
             d[c] = d[c].map(fmt_p)
-    return d.to_html(index=False, border=0, classes="tbl", na_rep="–", escape=True,
-                     float_format=lambda v: f"{v:.{digits}f}")
+    return d.to_html(
+        index=False,
+        border=0,
+        classes="tbl",
+        na_rep="–",
+        escape=True,
+        float_format=lambda v: f"{v:.{digits}f}",
+    )
 
 
 def esc(text: object) -> str:
@@ -95,7 +101,7 @@ def esc(text: object) -> str:
 
 def html_page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
     )
 

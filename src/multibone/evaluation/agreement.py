@@ -147,8 +147,9 @@ def _codes(*arrays: object) -> tuple[list[np.ndarray], np.ndarray]:
     return [inv[i] for i in range(len(arrs))], cats
 
 
-def cohen_kappa(a: object, b: object, *, weights: str | None = None,
-                level: float = 0.95) -> KappaResult:
+def cohen_kappa(
+    a: object, b: object, *, weights: str | None = None, level: float = 0.95
+) -> KappaResult:
     """Cohen's kappa of two raters' categorical calls on the same n subjects.
 
     Parameters
@@ -241,11 +242,13 @@ def fleiss_kappa(
     from multibone.evaluation.bootstrap import Bootstrap, percentile_ci
 
     bs = Bootstrap(np.zeros(n), n_boot=n_boot, stratified=False, seed=seed)
-    samples = np.concatenate([_fleiss_from_counts(table.astype(float), w.astype(float))
-                              for w in bs.weights()])
+    samples = np.concatenate(
+        [_fleiss_from_counts(table.astype(float), w.astype(float)) for w in bs.weights()]
+    )
     ci = percentile_ci(samples, kappa, level)
-    return KappaResult(kappa, float(np.nanstd(samples, ddof=1)), ci.ci_low, ci.ci_high, n,
-                       "fleiss (bootstrap CI)")
+    return KappaResult(
+        kappa, float(np.nanstd(samples, ddof=1)), ci.ci_low, ci.ci_high, n, "fleiss (bootstrap CI)"
+    )
 
 
 def fleiss_kappa_table(table: object) -> float:

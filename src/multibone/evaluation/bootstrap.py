@@ -166,8 +166,9 @@ class Bootstrap:
             above = p_tot[:, None] - cum_p  # positives with a strictly higher score
             num = np.sum(gn * (above + 0.5 * gp), axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[i:i + w.shape[0]] = np.where((p_tot > 0) & (n_tot > 0),
-                                                 num / (p_tot * n_tot), np.nan)
+                out[i : i + w.shape[0]] = np.where(
+                    (p_tot > 0) & (n_tot > 0), num / (p_tot * n_tot), np.nan
+                )
             i += w.shape[0]
         return out
 
@@ -230,8 +231,9 @@ class Bootstrap:
         lo, hi = np.quantile(curves[ok], [(1 - level) / 2, (1 + level) / 2], axis=0)
         return grid, lo, hi
 
-    def generic_samples(self, statistic: Callable[[np.ndarray, np.ndarray], float],
-                        *arrays: object) -> np.ndarray:
+    def generic_samples(
+        self, statistic: Callable[[np.ndarray, np.ndarray], float], *arrays: object
+    ) -> np.ndarray:
         """Any ``statistic(y_b, *arrays_b)`` on each resample (a Python loop; slow path).
 
         A resample where the statistic raises a :class:`~multibone.errors.MultiboneError`

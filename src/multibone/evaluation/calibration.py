@@ -64,7 +64,9 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(q) - np.log1p(-q)
 
 
-def calibration(y: object, p: object | None = None, *, lp: object | None = None) -> CalibrationResult:
+def calibration(
+    y: object, p: object | None = None, *, lp: object | None = None
+) -> CalibrationResult:
     """Calibration intercept, slope, Brier score and O/E ratio.
 
     Parameters
@@ -98,8 +100,9 @@ def calibration(y: object, p: object | None = None, *, lp: object | None = None)
     a = float(fit_a.params[0])
     a_lo, a_hi = (float(v) for v in fit_a.conf_int()[0])
     if np.ptp(lin) == 0:
-        return CalibrationResult(a, a_lo, a_hi, nan, nan, nan, brier, oe, n,
-                                 "constant predictions: slope undefined")
+        return CalibrationResult(
+            a, a_lo, a_hi, nan, nan, nan, brier, oe, n, "constant predictions: slope undefined"
+        )
     with warnings.catch_warnings(record=True) as caught:
         # a perfectly separating score makes the slope diverge: report it in `note`
         warnings.simplefilter("always")
@@ -123,8 +126,18 @@ def calibration_table(y: object, p: object, *, n_bins: int = 10) -> pd.DataFrame
     labels = as_labels(y, "y")
     prob = as_probabilities(p, labels.shape[0], "p")
     if labels.shape[0] == 0:
-        return pd.DataFrame(columns=["bin", "p_low", "p_high", "n", "mean_predicted",
-                                     "observed", "observed_ci_low", "observed_ci_high"])
+        return pd.DataFrame(
+            columns=[
+                "bin",
+                "p_low",
+                "p_high",
+                "n",
+                "mean_predicted",
+                "observed",
+                "observed_ci_low",
+                "observed_ci_high",
+            ]
+        )
     k = max(1, min(n_bins, labels.shape[0]))
     codes = pd.qcut(prob, k, labels=False, duplicates="drop")
     codes = np.asarray(codes, dtype=float)
@@ -133,14 +146,16 @@ def calibration_table(y: object, p: object, *, n_bins: int = 10) -> pd.DataFrame
     for i, c in enumerate(np.unique(codes), start=1):
         m = codes == c
         w = wilson(int(labels[m].sum()), int(m.sum()))
-        rows.append({
-            "bin": i,
-            "p_low": float(prob[m].min()),
-            "p_high": float(prob[m].max()),
-            "n": int(m.sum()),
-            "mean_predicted": float(prob[m].mean()),
-            "observed": w.value,
-            "observed_ci_low": w.ci_low,
-            "observed_ci_high": w.ci_high,
-        })
+        rows.append(
+            {
+                "bin": i,
+                "p_low": float(prob[m].min()),
+                "p_high": float(prob[m].max()),
+                "n": int(m.sum()),
+                "mean_predicted": float(prob[m].mean()),
+                "observed": w.value,
+                "observed_ci_low": w.ci_low,
+                "observed_ci_high": w.ci_high,
+            }
+        )
     return pd.DataFrame(rows)

@@ -72,8 +72,10 @@ def read_score_file(path: str | Path, *, logits: bool = False) -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as CSV ({exc})") from exc
     missing = [c for c in SCORE_COLUMNS if c not in df.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected "
-                         f"{', '.join(SCORE_COLUMNS)}, found {', '.join(map(str, df.columns))}")
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected "
+            f"{', '.join(SCORE_COLUMNS)}, found {', '.join(map(str, df.columns))}"
+        )
     if df.empty:
         raise InputError(f"{path}: no rows")
     rows = lambda m: [int(i) + 2 for i in np.flatnonzero(np.asarray(m))]  # noqa: E731
@@ -81,14 +83,17 @@ def read_score_file(path: str | Path, *, logits: bool = False) -> pd.DataFrame:
     s = pd.to_numeric(df["score"], errors="coerce")
     nan = s.isna() | ~np.isfinite(s.fillna(0))
     if nan.any():
-        problems.append(f"column score has NaN, infinite or non-numeric values: rows "
-                        f"{short_list(rows(nan))}")
+        problems.append(
+            f"column score has NaN, infinite or non-numeric values: rows {short_list(rows(nan))}"
+        )
     if not logits:
         out = (s < 0) | (s > 1)
         if out.any():
-            problems.append(f"column score must hold probabilities in [0, 1]: rows "
-                            f"{short_list(rows(out))} (e.g. {float(s[out].iloc[0]):.4g}); "
-                            "if these are logits, pass --logits to apply a sigmoid")
+            problems.append(
+                f"column score must hold probabilities in [0, 1]: rows "
+                f"{short_list(rows(out))} (e.g. {float(s[out].iloc[0]):.4g}); "
+                "if these are logits, pass --logits to apply a sigmoid"
+            )
     lab = pd.to_numeric(df["label"], errors="coerce")
     bad = ~lab.isin([0, 1])
     if bad.any():
@@ -102,12 +107,14 @@ def read_score_file(path: str | Path, *, logits: bool = False) -> pd.DataFrame:
     from scipy.special import expit
 
     score = expit(s.to_numpy(float)) if logits else s.to_numpy(float)
-    return pd.DataFrame({"patient_id": pid.to_numpy(), "label": lab.astype(int).to_numpy(),
-                         "score": score})
+    return pd.DataFrame(
+        {"patient_id": pid.to_numpy(), "label": lab.astype(int).to_numpy(), "score": score}
+    )
 
 
-def align(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str],
-          files: tuple[str, str]) -> pd.DataFrame:
+def align(
+    a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str], files: tuple[str, str]
+) -> pd.DataFrame:
     """Join two score frames on patient_id; refuse mismatched patients or labels."""
     ia, ib = set(a["patient_id"]), set(b["patient_id"])
     if ia != ib:
@@ -121,16 +128,25 @@ def align(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str],
     m = a.merge(b, on="patient_id", suffixes=("_a", "_b"))
     bad = m["label_a"] != m["label_b"]
     if bad.any():
-        raise InputError(f"labels differ between {files[0]} and {files[1]} for patients "
-                         f"{short_list(m.loc[bad, 'patient_id'].tolist())}")
+        raise InputError(
+            f"labels differ between {files[0]} and {files[1]} for patients "
+            f"{short_list(m.loc[bad, 'patient_id'].tolist())}"
+        )
     n_pos = int(m["label_a"].sum())
     n_neg = len(m) - n_pos
     if n_pos < 2 or n_neg < 2:
         raise SingleClassError(
             f"AUC is undefined for these files: {n_pos} positive and {n_neg} negative "
-            "patients; a comparison needs at least 2 of each class")
-    return pd.DataFrame({"patient_id": m["patient_id"], "label": m["label_a"],
-                         names[0]: m["score_a"], names[1]: m["score_b"]})
+            "patients; a comparison needs at least 2 of each class"
+        )
+    return pd.DataFrame(
+        {
+            "patient_id": m["patient_id"],
+            "label": m["label_a"],
+            names[0]: m["score_a"],
+            names[1]: m["score_b"],
+        }
+    )
 
 
 def compare_predictions(
@@ -176,10 +192,15 @@ def compare_predictions(
         "files": [Path(file_a).name, Path(file_b).name],
         "names": list(names),
         "logits": logits,
-        "n": len(y), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
-        "n_boot": n_boot, "seed": seed,
-        "threshold_note": ("operating points are chosen per model on the same data being "
-                           "compared (as in Hasei et al. 2025); no separate development set"),
+        "n": len(y),
+        "n_pos": int(y.sum()),
+        "n_neg": int(len(y) - y.sum()),
+        "n_boot": n_boot,
+        "seed": seed,
+        "threshold_note": (
+            "operating points are chosen per model on the same data being "
+            "compared (as in Hasei et al. 2025); no separate development set"
+        ),
         "models": {},
     }
     samples_auc = {}
@@ -193,34 +214,45 @@ def compare_predictions(
             m["auc_bootstrap"] = percentile_ci(samples_auc[name], auc.auc).to_dict()
         ops = choose_operating_points(y, p)
         ops_all[name] = ops
-        m["operating_points"] = {op: {**binary_metrics(y, p, o.threshold).flat()}
-                                 for op, o in ops.items()}
+        m["operating_points"] = {
+            op: {**binary_metrics(y, p, o.threshold).flat()} for op, o in ops.items()
+        }
         m["calibration"] = calibration(y, p).to_dict()
         pr = pr_curve(y, p)
         m["pr"] = pr.summary()
         fpr, tpr, thr = roc_points(y, p)
-        curves[name] = {"score": p, "roc": (fpr, tpr, thr), "pr": pr, "cal": calibration_table(y, p),
-                        "dca": net_benefit(y, p),
-                        "band": bs.roc_band(p) if bs is not None else None}
+        curves[name] = {
+            "score": p,
+            "roc": (fpr, tpr, thr),
+            "pr": pr,
+            "cal": calibration_table(y, p),
+            "dca": net_benefit(y, p),
+            "band": bs.roc_band(p) if bs is not None else None,
+        }
         res["models"][name] = m
     dl = delong_paired(y, pa, pb)
     res["auc_difference"] = {"delong": dl.to_dict()}
     if bs is not None:
         res["auc_difference"]["bootstrap"] = percentile_ci(
-            samples_auc[names[0]] - samples_auc[names[1]], dl.diff).to_dict()
+            samples_auc[names[0]] - samples_auc[names[1]], dl.diff
+        ).to_dict()
     res["operating_point_tests"] = {}
     for op in OPERATING_POINTS:
         ta, tb = ops_all[names[0]][op].threshold, ops_all[names[1]][op].threshold
         mc = mcnemar_sens_spec(y, (pa >= ta).astype(int), (pb >= tb).astype(int))
-        entry: dict = {"threshold_a": ta, "threshold_b": tb,
-                       "mcnemar": {k: v.to_dict() for k, v in mc.items()}}
+        entry: dict = {
+            "threshold_a": ta,
+            "threshold_b": tb,
+            "mcnemar": {k: v.to_dict() for k, v in mc.items()},
+        }
         if bs is not None:
             sa, sb = bs.metric_samples(pa, ta), bs.metric_samples(pb, tb)
             ma = res["models"][names[0]]["operating_points"][op]
             mb = res["models"][names[1]]["operating_points"][op]
             entry["bootstrap_difference"] = {
                 k: percentile_ci(sa[k] - sb[k], ma[k] - mb[k]).to_dict()
-                for k in ("sensitivity", "specificity", "ppv", "npv", "f1")}
+                for k in ("sensitivity", "specificity", "ppv", "npv", "f1")
+            }
         res["operating_point_tests"][op] = entry
 
     long = _long_table(res, names)
@@ -253,115 +285,254 @@ def _long_table(res: dict, names: tuple[str, str]) -> pd.DataFrame:
     rows = []
     dl = res["auc_difference"]["delong"]
     bt = res["auc_difference"].get("bootstrap", {})
-    rows.append({"metric": "AUC", "operating_point": "", names[0]: a["auc"]["auc"],
-                 names[1]: b["auc"]["auc"], "difference": dl["diff"],
-                 "diff_ci_low": bt.get("ci_low", dl["ci_low"]),
-                 "diff_ci_high": bt.get("ci_high", dl["ci_high"]),
-                 "p": dl["p"], "test": "paired DeLong"})
+    rows.append(
+        {
+            "metric": "AUC",
+            "operating_point": "",
+            names[0]: a["auc"]["auc"],
+            names[1]: b["auc"]["auc"],
+            "difference": dl["diff"],
+            "diff_ci_low": bt.get("ci_low", dl["ci_low"]),
+            "diff_ci_high": bt.get("ci_high", dl["ci_high"]),
+            "p": dl["p"],
+            "test": "paired DeLong",
+        }
+    )
     for key, label in (("average_precision", "AP"), ("max_f1", "max F1")):
-        rows.append({"metric": label, "operating_point": "", names[0]: a["pr"][key],
-                     names[1]: b["pr"][key], "difference": a["pr"][key] - b["pr"][key],
-                     "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p": math.nan,
-                     "test": ""})
-    for key, label in (("slope", "calibration slope"), ("intercept", "calibration intercept"),
-                       ("brier", "Brier score")):
+        rows.append(
+            {
+                "metric": label,
+                "operating_point": "",
+                names[0]: a["pr"][key],
+                names[1]: b["pr"][key],
+                "difference": a["pr"][key] - b["pr"][key],
+                "diff_ci_low": math.nan,
+                "diff_ci_high": math.nan,
+                "p": math.nan,
+                "test": "",
+            }
+        )
+    for key, label in (
+        ("slope", "calibration slope"),
+        ("intercept", "calibration intercept"),
+        ("brier", "Brier score"),
+    ):
         va, vb = a["calibration"][key], b["calibration"][key]
-        rows.append({"metric": label, "operating_point": "", names[0]: va, names[1]: vb,
-                     "difference": va - vb, "diff_ci_low": math.nan, "diff_ci_high": math.nan,
-                     "p": math.nan, "test": ""})
+        rows.append(
+            {
+                "metric": label,
+                "operating_point": "",
+                names[0]: va,
+                names[1]: vb,
+                "difference": va - vb,
+                "diff_ci_low": math.nan,
+                "diff_ci_high": math.nan,
+                "p": math.nan,
+                "test": "",
+            }
+        )
     for op, t in res["operating_point_tests"].items():
         ma, mb = a["operating_points"][op], b["operating_points"][op]
-        rows.append({"metric": "threshold", "operating_point": op, names[0]: ma["threshold"],
-                     names[1]: mb["threshold"], "difference": math.nan, "diff_ci_low": math.nan,
-                     "diff_ci_high": math.nan, "p": math.nan, "test": ""})
+        rows.append(
+            {
+                "metric": "threshold",
+                "operating_point": op,
+                names[0]: ma["threshold"],
+                names[1]: mb["threshold"],
+                "difference": math.nan,
+                "diff_ci_low": math.nan,
+                "diff_ci_high": math.nan,
+                "p": math.nan,
+                "test": "",
+            }
+        )
         for k in ("sensitivity", "specificity", "ppv", "npv", "f1"):
             bd = t.get("bootstrap_difference", {}).get(k, {})
             p, test = math.nan, ""
             if k in ("sensitivity", "specificity"):
                 p, test = t["mcnemar"][k]["p"], "McNemar (continuity corrected)"
-            rows.append({"metric": k, "operating_point": op, names[0]: ma[k], names[1]: mb[k],
-                         "difference": ma[k] - mb[k], "diff_ci_low": bd.get("ci_low", math.nan),
-                         "diff_ci_high": bd.get("ci_high", math.nan), "p": p, "test": test})
+            rows.append(
+                {
+                    "metric": k,
+                    "operating_point": op,
+                    names[0]: ma[k],
+                    names[1]: mb[k],
+                    "difference": ma[k] - mb[k],
+                    "diff_ci_low": bd.get("ci_low", math.nan),
+                    "diff_ci_high": bd.get("ci_high", math.nan),
+                    "p": p,
+                    "test": test,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def _figures(fig_dir: Path, res: dict, curves: dict, y: np.ndarray,
-             names: tuple[str, str]) -> dict[str, Path]:
+def _figures(
+    fig_dir: Path, res: dict, curves: dict, y: np.ndarray, names: tuple[str, str]
+) -> dict[str, Path]:
     out: dict[str, Path] = {}
     roc = []
     for n in names:
         a = res["models"][n]["auc"]
         fpr, tpr, _ = curves[n]["roc"]
-        roc.append({"name": n, "fpr": fpr, "tpr": tpr, "auc": a["auc"], "ci_low": a["ci_low"],
-                    "ci_high": a["ci_high"], "band": curves[n]["band"]})
+        roc.append(
+            {
+                "name": n,
+                "fpr": fpr,
+                "tpr": tpr,
+                "auc": a["auc"],
+                "ci_low": a["ci_low"],
+                "ci_high": a["ci_high"],
+                "band": curves[n]["band"],
+            }
+        )
     p = res["auc_difference"]["delong"]["p"]
-    out["roc"] = plots.save_png(plots.roc_figure(roc, f"ROC (paired DeLong p = {p:.3g})"),
-                                fig_dir / "roc.png")
-    out["pr"] = plots.save_png(plots.pr_figure(
-        [{"name": n, "precision": curves[n]["pr"].precision, "recall": curves[n]["pr"].recall,
-          "ap": curves[n]["pr"].average_precision} for n in names], float(y.mean()),
-        "Precision-recall"), fig_dir / "pr.png")
-    out["calibration"] = plots.save_png(plots.calibration_figure(
-        [(n, curves[n]["cal"], f"slope {res['models'][n]['calibration']['slope']:.2f}, "
-          f"Brier {res['models'][n]['calibration']['brier']:.3f}") for n in names],
-        "Calibration (deciles)"), fig_dir / "calibration.png")
-    out["dca"] = plots.save_png(plots.dca_figure([(n, curves[n]["dca"]) for n in names],
-                                                 "Decision curve"), fig_dir / "dca.png")
+    out["roc"] = plots.save_png(
+        plots.roc_figure(roc, f"ROC (paired DeLong p = {p:.3g})"), fig_dir / "roc.png"
+    )
+    out["pr"] = plots.save_png(
+        plots.pr_figure(
+            [
+                {
+                    "name": n,
+                    "precision": curves[n]["pr"].precision,
+                    "recall": curves[n]["pr"].recall,
+                    "ap": curves[n]["pr"].average_precision,
+                }
+                for n in names
+            ],
+            float(y.mean()),
+            "Precision-recall",
+        ),
+        fig_dir / "pr.png",
+    )
+    out["calibration"] = plots.save_png(
+        plots.calibration_figure(
+            [
+                (
+                    n,
+                    curves[n]["cal"],
+                    f"slope {res['models'][n]['calibration']['slope']:.2f}, "
+                    f"Brier {res['models'][n]['calibration']['brier']:.3f}",
+                )
+                for n in names
+            ],
+            "Calibration (deciles)",
+        ),
+        fig_dir / "calibration.png",
+    )
+    out["dca"] = plots.save_png(
+        plots.dca_figure([(n, curves[n]["dca"]) for n in names], "Decision curve"),
+        fig_dir / "dca.png",
+    )
     th = []
     grid = np.linspace(0, 1, 201)
     for n in names:
         s = curves[n]["score"]
         sens = (s[y == 1][None, :] >= grid[:, None]).mean(axis=1)
         spec = (s[y == 0][None, :] < grid[:, None]).mean(axis=1)
-        th.append({"name": n, "thresholds": grid, "sensitivity": sens, "specificity": spec,
-                   "points": {op: v["threshold"] for op, v in
-                              res["models"][n]["operating_points"].items() if op != "maxf1"}})
-    out["thresholds"] = plots.save_png(plots.threshold_figure(
-        th, "Sensitivity and specificity against the threshold"), fig_dir / "thresholds.png")
-    mats = [(n, [(op, {k: v[k] for k in ("TP", "FP", "TN", "FN")}, v["threshold"])
-                 for op, v in res["models"][n]["operating_points"].items()]) for n in names]
-    out["confusion"] = plots.save_png(plots.confusion_figure(
-        mats, "Confusion matrices (thresholds chosen per model on these data)"),
-        fig_dir / "confusion.png")
+        th.append(
+            {
+                "name": n,
+                "thresholds": grid,
+                "sensitivity": sens,
+                "specificity": spec,
+                "points": {
+                    op: v["threshold"]
+                    for op, v in res["models"][n]["operating_points"].items()
+                    if op != "maxf1"
+                },
+            }
+        )
+    out["thresholds"] = plots.save_png(
+        plots.threshold_figure(th, "Sensitivity and specificity against the threshold"),
+        fig_dir / "thresholds.png",
+    )
+    mats = [
+        (
+            n,
+            [
+                (op, {k: v[k] for k in ("TP", "FP", "TN", "FN")}, v["threshold"])
+                for op, v in res["models"][n]["operating_points"].items()
+            ],
+        )
+        for n in names
+    ]
+    out["confusion"] = plots.save_png(
+        plots.confusion_figure(
+            mats, "Confusion matrices (thresholds chosen per model on these data)"
+        ),
+        fig_dir / "confusion.png",
+    )
     return out
 
 
 def _html(res: dict, long: pd.DataFrame, figs: dict, names: tuple[str, str]) -> str:
     fig = {k: img_tag(plots.png_base64(v), k) for k, v in figs.items()}
     dl = res["auc_difference"]["delong"]
-    head = (f"<h1>multibone compare: {esc(names[0])} vs {esc(names[1])}</h1>"
-            f'<p class="disclaimer">{DISCLAIMER}</p>'
-            f"<p>Files: {esc(res['files'][0])} ({esc(names[0])}) and {esc(res['files'][1])} "
-            f"({esc(names[1])}); n = {res['n']} patients ({res['n_pos']} positive, "
-            f"{res['n_neg']} negative)"
-            + ("; scores given as logits and turned into probabilities by the sigmoid"
-               if res["logits"] else "") + ".</p>")
-    summary = (f"<p>AUC {esc(names[0])} {dl['auc_a']:.3f} vs {esc(names[1])} {dl['auc_b']:.3f}: "
-               f"difference {dl['diff']:+.4f}, paired DeLong z = {dl['z']:.2f}, "
-               f"p = {dl['p']:.3g}.</p>")
-    methods = ('<p class="note">Operating points (Youden; sensitivity &ge; 0.90 maximising '
-               "specificity; specificity &ge; 0.90 maximising sensitivity; max-F1) are chosen "
-               "<b>per model on the same data being compared</b>, as in Hasei et al. 2025; "
-               "there is no separate development set, so the point estimates are optimistic "
-               "for both models alike. McNemar tests (continuity corrected) compare the "
-               "sensitivities on the positives and the specificities on the negatives. "
-               f"Difference CIs: paired stratified percentile bootstrap ({res['n_boot']} "
-               "resamples) at fixed thresholds; AUC: DeLong CIs; proportions: Wilson CIs. "
-               "No correction for multiple comparisons.</p>")
+    head = (
+        f"<h1>multibone compare: {esc(names[0])} vs {esc(names[1])}</h1>"
+        f'<p class="disclaimer">{DISCLAIMER}</p>'
+        f"<p>Files: {esc(res['files'][0])} ({esc(names[0])}) and {esc(res['files'][1])} "
+        f"({esc(names[1])}); n = {res['n']} patients ({res['n_pos']} positive, "
+        f"{res['n_neg']} negative)"
+        + (
+            "; scores given as logits and turned into probabilities by the sigmoid"
+            if res["logits"]
+            else ""
+        )
+        + ".</p>"
+    )
+    summary = (
+        f"<p>AUC {esc(names[0])} {dl['auc_a']:.3f} vs {esc(names[1])} {dl['auc_b']:.3f}: "
+        f"difference {dl['diff']:+.4f}, paired DeLong z = {dl['z']:.2f}, "
+        f"p = {dl['p']:.3g}.</p>"
+    )
+    methods = (
+        '<p class="note">Operating points (Youden; sensitivity &ge; 0.90 maximising '
+        "specificity; specificity &ge; 0.90 maximising sensitivity; max-F1) are chosen "
+        "<b>per model on the same data being compared</b>, as in Hasei et al. 2025; "
+        "there is no separate development set, so the point estimates are optimistic "
+        "for both models alike. McNemar tests (continuity corrected) compare the "
+        "sensitivities on the positives and the specificities on the negatives. "
+        f"Difference CIs: paired stratified percentile bootstrap ({res['n_boot']} "
+        "resamples) at fixed thresholds; AUC: DeLong CIs; proportions: Wilson CIs. "
+        "No correction for multiple comparisons.</p>"
+    )
     ops_rows = []
     for n in names:
         for op, v in res["models"][n]["operating_points"].items():
-            ops_rows.append({"model": n, "operating point": LABELS[op], "threshold": v["threshold"],
-                             "TP": v["TP"], "FP": v["FP"], "TN": v["TN"], "FN": v["FN"],
-                             "sensitivity": v["sensitivity"], "specificity": v["specificity"],
-                             "PPV": v["ppv"], "NPV": v["npv"], "F1": v["f1"],
-                             "LR+": v["lr_pos"], "LR-": v["lr_neg"]})
-    body = [head, summary, methods, "<h2>Head to head</h2>",
-            df_html(long, digits=4, p_columns=["p"]),
-            '<div class="figs">' + fig["roc"] + fig["pr"] + "</div>",
-            "<h2>Operating points</h2>", df_html(pd.DataFrame(ops_rows), digits=4),
-            '<div class="figs">' + fig["thresholds"] + "</div>", fig["confusion"],
-            "<h2>Calibration and clinical utility</h2>",
-            '<div class="figs">' + fig["calibration"] + fig["dca"] + "</div>",
-            f'<hr><p class="note">{esc(res["generated_by"])}. {DISCLAIMER}</p>']
+            ops_rows.append(
+                {
+                    "model": n,
+                    "operating point": LABELS[op],
+                    "threshold": v["threshold"],
+                    "TP": v["TP"],
+                    "FP": v["FP"],
+                    "TN": v["TN"],
+                    "FN": v["FN"],
+                    "sensitivity": v["sensitivity"],
+                    "specificity": v["specificity"],
+                    "PPV": v["ppv"],
+                    "NPV": v["npv"],
+                    "F1": v["f1"],
+                    "LR+": v["lr_pos"],
+                    "LR-": v["lr_neg"],
+                }
+            )
+    body = [
+        head,
+        summary,
+        methods,
+        "<h2>Head to head</h2>",
+        df_html(long, digits=4, p_columns=["p"]),
+        '<div class="figs">' + fig["roc"] + fig["pr"] + "</div>",
+        "<h2>Operating points</h2>",
+        df_html(pd.DataFrame(ops_rows), digits=4),
+        '<div class="figs">' + fig["thresholds"] + "</div>",
+        fig["confusion"],
+        "<h2>Calibration and clinical utility</h2>",
+        '<div class="figs">' + fig["calibration"] + fig["dca"] + "</div>",
+        f'<hr><p class="note">{esc(res["generated_by"])}. {DISCLAIMER}</p>',
+    ]
     return html_page(f"multibone compare: {names[0]} vs {names[1]}", "\n".join(body))

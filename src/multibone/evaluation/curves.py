@@ -65,9 +65,7 @@ def pr_curve(y: object, score: object) -> PRResult:
     return PRResult(prec, rec, thr, ap, float(labels.mean()), float(f1[i]), float(thr[i]))
 
 
-def net_benefit(
-    y: object, risk: object, thresholds: object | None = None
-) -> pd.DataFrame:
+def net_benefit(y: object, risk: object, thresholds: object | None = None) -> pd.DataFrame:
     """Decision curve: net benefit of the model, treat-all and treat-none.
 
     Parameters
@@ -93,11 +91,13 @@ def net_benefit(
     fp = (treat & (labels[None, :] == 0)).sum(axis=1) / n
     odds = pts / (1 - pts)
     prev = labels.mean()
-    return pd.DataFrame({
-        "threshold": pts,
-        "net_benefit": tp - fp * odds,
-        "treat_all": prev - (1 - prev) * odds,
-        "treat_none": np.zeros_like(pts),
-        "tp_rate": tp,
-        "fp_rate": fp,
-    })
+    return pd.DataFrame(
+        {
+            "threshold": pts,
+            "net_benefit": tp - fp * odds,
+            "treat_all": prev - (1 - prev) * odds,
+            "treat_none": np.zeros_like(pts),
+            "tp_rate": tp,
+            "fp_rate": fp,
+        }
+    )

@@ -132,8 +132,14 @@ class BinaryMetrics:
             row[f"{k}_ci_low"] = p.ci_low
             row[f"{k}_ci_high"] = p.ci_high
         row["f1"] = self.f1
-        for k in ("lr_pos", "lr_pos_ci_low", "lr_pos_ci_high",
-                  "lr_neg", "lr_neg_ci_low", "lr_neg_ci_high"):
+        for k in (
+            "lr_pos",
+            "lr_pos_ci_low",
+            "lr_pos_ci_high",
+            "lr_neg",
+            "lr_neg_ci_low",
+            "lr_neg_ci_high",
+        ):
             row[k] = getattr(self, k)
         return row
 
@@ -146,7 +152,10 @@ def metrics_from_counts(
     f1_den = 2 * tp + fp + fn
     return BinaryMetrics(
         threshold=float(threshold),
-        TP=tp, FP=fp, TN=tn, FN=fn,
+        TP=tp,
+        FP=fp,
+        TN=tn,
+        FN=fn,
         accuracy=wilson(tp + tn, n, level=level),
         sensitivity=wilson(tp, tp + fn, level=level),
         specificity=wilson(tn, tn + fp, level=level),
@@ -171,5 +180,4 @@ def binary_metrics(
     labels = as_labels(y, "y")
     s = as_scores(score, labels.shape[0], "score")
     c = confusion_counts(labels, (s >= threshold).astype(np.int8))
-    return metrics_from_counts(c["TP"], c["FP"], c["TN"], c["FN"], threshold=threshold,
-                               level=level)
+    return metrics_from_counts(c["TP"], c["FP"], c["TN"], c["FN"], threshold=threshold, level=level)

@@ -100,8 +100,7 @@ def choose_operating_points(
             i = int(ok[np.argmax(tpr[ok])])
         else:
             i = int(np.argmax(f1))
-        out[name] = OperatingPoint(name, float(thr[i]), float(tpr[i]), float(spec[i]),
-                                   float(f1[i]))
+        out[name] = OperatingPoint(name, float(thr[i]), float(tpr[i]), float(spec[i]), float(f1[i]))
     return out
 
 

@@ -30,8 +30,18 @@ def _new(figsize: tuple[float, float] = (5.6, 5.0), ncols: int = 1) -> tuple[Fig
 
 
 def _color(i: int) -> str:
-    cycle = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-             "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    cycle = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
     return cycle[i % len(cycle)]
 
 
@@ -59,17 +69,24 @@ def roc_figure(curves: Sequence[dict], title: str) -> Figure:
         col = _color(i)
         band = c.get("band")
         if band is not None and np.isfinite(band[1]).all():
-            ax.fill_between(band[0], band[1], band[2], color=col, alpha=0.13, step="post",
-                            linewidth=0)
+            ax.fill_between(
+                band[0], band[1], band[2], color=col, alpha=0.13, step="post", linewidth=0
+            )
         lab = f"{c['name']}  AUC {c['auc']:.3f} ({c['ci_low']:.3f}-{c['ci_high']:.3f})"
         ax.plot(c["fpr"], c["tpr"], color=col, lw=1.8, label=lab)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance (AUC 0.5)")
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false-positive rate)",
-           ylabel="sensitivity (true-positive rate)", title=title)
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel="1 - specificity (false-positive rate)",
+        ylabel="sensitivity (true-positive rate)",
+        title=title,
+    )
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7, title="95% CI: DeLong; band: bootstrap",
-              title_fontsize=7)
+    ax.legend(
+        loc="lower right", fontsize=7, title="95% CI: DeLong; band: bootstrap", title_fontsize=7
+    )
     return fig
 
 
@@ -77,11 +94,22 @@ def pr_figure(curves: Sequence[dict], prevalence: float, title: str) -> Figure:
     """PR curves; each dict: ``name``, ``precision``, ``recall``, ``ap``."""
     fig, (ax,) = _new()
     for i, c in enumerate(curves):
-        ax.step(c["recall"], c["precision"], where="post", color=_color(i), lw=1.8,
-                label=f"{c['name']}  AP {c['ap']:.3f}")
+        ax.step(
+            c["recall"],
+            c["precision"],
+            where="post",
+            color=_color(i),
+            lw=1.8,
+            label=f"{c['name']}  AP {c['ap']:.3f}",
+        )
     ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"prevalence {prevalence:.2f}")
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.03), xlabel="recall (sensitivity)",
-           ylabel="precision (PPV)", title=title)
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.03),
+        xlabel="recall (sensitivity)",
+        ylabel="precision (PPV)",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=7)
     return fig
@@ -99,12 +127,36 @@ def calibration_figure(tables: Sequence[tuple[str, pd.DataFrame, str]], title: s
         if tab.empty:
             continue
         # clip: float rounding can put a Wilson bound a hair on the wrong side
-        err = np.clip(np.vstack([tab["observed"] - tab["observed_ci_low"],
-                                 tab["observed_ci_high"] - tab["observed"]]), 0, None)
-        ax.errorbar(tab["mean_predicted"], tab["observed"], yerr=err, marker="o", ms=4,
-                    lw=1.3, capsize=2, elinewidth=0.7, alpha=0.9, color=_color(i), label=f"{name}  {suffix}".strip())
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="mean predicted probability (decile bin)",
-           ylabel="observed fraction positive", title=title)
+        err = np.clip(
+            np.vstack(
+                [
+                    tab["observed"] - tab["observed_ci_low"],
+                    tab["observed_ci_high"] - tab["observed"],
+                ]
+            ),
+            0,
+            None,
+        )
+        ax.errorbar(
+            tab["mean_predicted"],
+            tab["observed"],
+            yerr=err,
+            marker="o",
+            ms=4,
+            lw=1.3,
+            capsize=2,
+            elinewidth=0.7,
+            alpha=0.9,
+            color=_color(i),
+            label=f"{name}  {suffix}".strip(),
+        )
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel="mean predicted probability (decile bin)",
+        ylabel="observed fraction positive",
+        title=title,
+    )
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=7)
@@ -121,8 +173,9 @@ def dca_figure(curves: Sequence[tuple[str, pd.DataFrame]], title: str) -> Figure
     if curves:
         first = curves[0][1]
         ax.plot(first["threshold"], first["treat_all"], color="black", lw=1, label="treat all")
-        ax.plot(first["threshold"], first["treat_none"], color="black", lw=1, ls=":",
-                label="treat none")
+        ax.plot(
+            first["threshold"], first["treat_none"], color="black", lw=1, ls=":", label="treat none"
+        )
         top = max(float(first["treat_all"].max()), 0.0)
     else:
         top = 0.0
@@ -130,8 +183,13 @@ def dca_figure(curves: Sequence[tuple[str, pd.DataFrame]], title: str) -> Figure
         ax.plot(df["threshold"], df["net_benefit"], color=_color(i), lw=1.6, label=name)
         top = max(top, float(df["net_benefit"].max()))
     top = top if top > 0 else 0.1
-    ax.set(xlim=(0, 1), ylim=(-0.1 * top - 0.02, top * 1.1 + 0.01),
-           xlabel="threshold probability", ylabel="net benefit", title=title)
+    ax.set(
+        xlim=(0, 1),
+        ylim=(-0.1 * top - 0.02, top * 1.1 + 0.01),
+        xlabel="threshold probability",
+        ylabel="net benefit",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7)
     return fig
@@ -153,8 +211,14 @@ def confusion_figure(
     w, h = 2.5 * nc + 0.9, 2.45 * nr + 1.1
     fig = Figure(figsize=(w, h), dpi=_DPI)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.9 / w, right=1 - 0.15 / w, bottom=0.45 / h, top=1 - 0.95 / h,
-                        wspace=0.55, hspace=0.75)
+    fig.subplots_adjust(
+        left=0.9 / w,
+        right=1 - 0.15 / w,
+        bottom=0.45 / h,
+        top=1 - 0.95 / h,
+        wspace=0.55,
+        hspace=0.75,
+    )
     axes = fig.subplots(nr, nc, squeeze=False)
     neg, pos = class_names
     for r, (model, mats) in enumerate(rows):
@@ -170,8 +234,15 @@ def confusion_figure(
             ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
             for i in range(2):
                 for j in range(2):
-                    ax.text(j, i, f"{int(m[i, j])}\n{frac[i, j]:.0%}", ha="center", va="center",
-                            fontsize=9, color="white" if frac[i, j] > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(m[i, j])}\n{frac[i, j]:.0%}",
+                        ha="center",
+                        va="center",
+                        fontsize=9,
+                        color="white" if frac[i, j] > 0.6 else "black",
+                    )
             ax.set_xticks([0, 1], [neg, pos], fontsize=7)
             ax.set_yticks([0, 1], [neg, pos], fontsize=7)
             ax.set_xlabel("called", fontsize=7)
@@ -192,17 +263,34 @@ def threshold_figure(curves: Sequence[dict], title: str) -> Figure:
     styles = {"youden": "-.", "sens90": ":", "spec90": (0, (5, 1)), "maxf1": (0, (1, 3))}
     for i, c in enumerate(curves):
         col = _color(i)
-        ax.plot(c["thresholds"], c["sensitivity"], color=col, lw=1.6,
-                label=f"{c['name']} sensitivity")
-        ax.plot(c["thresholds"], c["specificity"], color=col, lw=1.6, ls="--",
-                label=f"{c['name']} specificity")
+        ax.plot(
+            c["thresholds"], c["sensitivity"], color=col, lw=1.6, label=f"{c['name']} sensitivity"
+        )
+        ax.plot(
+            c["thresholds"],
+            c["specificity"],
+            color=col,
+            lw=1.6,
+            ls="--",
+            label=f"{c['name']} specificity",
+        )
         for name, t in c.get("points", {}).items():
             ax.axvline(t, color=col, lw=0.9, ls=styles.get(name, ":"), alpha=0.8)
-    ax.set(xlim=(0, 1), ylim=(-0.01, 1.01), xlabel="threshold (score >= t is positive)",
-           ylabel="proportion", title=title)
+    ax.set(
+        xlim=(0, 1),
+        ylim=(-0.01, 1.01),
+        xlabel="threshold (score >= t is positive)",
+        ylabel="proportion",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     # below the axes: inside it would hide the curves it explains
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7,
-              title="vertical lines: -. Youden   : sensitivity >= 0.90   -- specificity >= 0.90",
-              title_fontsize=7)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=2,
+        fontsize=7,
+        title="vertical lines: -. Youden   : sensitivity >= 0.90   -- specificity >= 0.90",
+        title_fontsize=7,
+    )
     return fig

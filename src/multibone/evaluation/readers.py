@@ -61,8 +61,9 @@ READ_COLUMNS = ("patient_id", "reader", "call")
 _CALL_WORDS = {"tumor": "tumor", "tumour": "tumor", "infection": "infection"}
 
 
-def read_reads(path: str | Path, *, positive_class: str = "infection",
-               known_patients: set[str] | None = None) -> pd.DataFrame:
+def read_reads(
+    path: str | Path, *, positive_class: str = "infection", known_patients: set[str] | None = None
+) -> pd.DataFrame:
     """Read a reader-study file; return columns patient_id, reader, call (0/1), group.
 
     Raises InputError naming missing columns, unreadable calls (rows), duplicate
@@ -77,9 +78,11 @@ def read_reads(path: str | Path, *, positive_class: str = "infection",
         raise InputError(f"{path}: cannot be read as CSV ({exc})") from exc
     missing = [c for c in READ_COLUMNS if c not in df.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected "
-                         f"{', '.join(READ_COLUMNS)} (+ optional group), found "
-                         f"{', '.join(map(str, df.columns))}")
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected "
+            f"{', '.join(READ_COLUMNS)} (+ optional group), found "
+            f"{', '.join(map(str, df.columns))}"
+        )
     if df.empty:
         raise InputError(f"{path}: no rows")
     problems = []
@@ -91,9 +94,11 @@ def read_reads(path: str | Path, *, positive_class: str = "infection",
     bad = call.isna()
     if bad.any():
         rows = [int(i) + 2 for i in np.flatnonzero(bad)]
-        problems.append(f"column call must be tumor, tumour, infection, 0 or 1 (1 = "
-                        f"{positive_class}): rows {short_list(rows)} "
-                        f"(e.g. {df['call'][bad].iloc[0]!r})")
+        problems.append(
+            f"column call must be tumor, tumour, infection, 0 or 1 (1 = "
+            f"{positive_class}): rows {short_list(rows)} "
+            f"(e.g. {df['call'][bad].iloc[0]!r})"
+        )
     empty = (df["patient_id"].str.strip() == "") | (df["reader"].str.strip() == "")
     if empty.any():
         rows = [int(i) + 2 for i in np.flatnonzero(empty)]
@@ -105,14 +110,20 @@ def read_reads(path: str | Path, *, positive_class: str = "infection",
     if known_patients is not None:
         unknown = sorted(set(df["patient_id"][~empty]) - known_patients)
         if unknown:
-            problems.append(f"{len(unknown)} patient(s) not in the predictions: "
-                            f"{short_list(unknown)}")
+            problems.append(
+                f"{len(unknown)} patient(s) not in the predictions: {short_list(unknown)}"
+            )
     if problems:
         raise InputError(f"{path}:\n  " + "\n  ".join(problems))
     group = df["group"].str.strip() if "group" in df.columns else pd.Series("", index=df.index)
-    return pd.DataFrame({"patient_id": df["patient_id"].str.strip(),
-                         "reader": df["reader"].str.strip(), "call": call.astype(int),
-                         "group": group})
+    return pd.DataFrame(
+        {
+            "patient_id": df["patient_id"].str.strip(),
+            "reader": df["reader"].str.strip(),
+            "call": call.astype(int),
+            "group": group,
+        }
+    )
 
 
 def _perf_row(name: str, kind: str, y: np.ndarray, c: np.ndarray) -> dict:
@@ -163,8 +174,11 @@ def compare_readers(
     readers = sorted(reads["reader"].unique())
     wide = reads.pivot(index="patient_id", columns="reader", values="call").reindex(pats)
     complete = wide.dropna().index.tolist()
-    groups = {g: sorted(reads.loc[reads["group"] == g, "reader"].unique())
-              for g in sorted(reads["group"].unique()) if g}
+    groups = {
+        g: sorted(reads.loc[reads["group"] == g, "reader"].unique())
+        for g in sorted(reads["group"].unique())
+        if g
+    }
 
     perf = [_perf_row(model_name, "model", y_all.to_numpy(), mc.to_numpy())]
     tests = []
@@ -179,16 +193,34 @@ def compare_readers(
         m = mc.loc[ids].to_numpy()
         kd = kappa_difference_test(y, m, c, n_perm=n_perm, seed=seed)
         mn = mcnemar_test(m == y, c == y)
-        tests.append({"reader": r, "n": len(ids), "kappa_model": kd.kappa_a,
-                      "kappa_reader": kd.kappa_b, "kappa_diff": kd.diff,
-                      "p_kappa_permutation": kd.p, "accuracy_model": float(np.mean(m == y)),
-                      "accuracy_reader": float(np.mean(c == y)),
-                      "mcnemar_b": mn.b, "mcnemar_c": mn.c, "p_mcnemar_accuracy": mn.p})
+        tests.append(
+            {
+                "reader": r,
+                "n": len(ids),
+                "kappa_model": kd.kappa_a,
+                "kappa_reader": kd.kappa_b,
+                "kappa_diff": kd.diff,
+                "p_kappa_permutation": kd.p,
+                "accuracy_model": float(np.mean(m == y)),
+                "accuracy_reader": float(np.mean(c == y)),
+                "mcnemar_b": mn.b,
+                "mcnemar_c": mn.c,
+                "p_mcnemar_accuracy": mn.p,
+            }
+        )
     for g, members in groups.items():
         sub = reads[reads["reader"].isin(members)]
-        perf.append({**_perf_row(g, "group (reads pooled)",
-                                 y_all.loc[sub["patient_id"]].to_numpy(), sub["call"].to_numpy()),
-                     "group": g})
+        perf.append(
+            {
+                **_perf_row(
+                    g,
+                    "group (reads pooled)",
+                    y_all.loc[sub["patient_id"]].to_numpy(),
+                    sub["call"].to_numpy(),
+                ),
+                "group": g,
+            }
+        )
     perf_df = pd.DataFrame(perf)
 
     # pairwise Cohen kappa between raters on shared patients
@@ -200,8 +232,16 @@ def compare_readers(
         if len(shared) < 2:
             continue
         k = cohen_kappa(raters[a].loc[shared], raters[b].loc[shared])
-        pair_rows.append({"rater_a": a, "rater_b": b, "n": len(shared), "kappa": k.kappa,
-                          "kappa_ci_low": k.ci_low, "kappa_ci_high": k.ci_high})
+        pair_rows.append(
+            {
+                "rater_a": a,
+                "rater_b": b,
+                "n": len(shared),
+                "kappa": k.kappa,
+                "kappa_ci_low": k.ci_low,
+                "kappa_ci_high": k.ci_high,
+            }
+        )
     pair_df = pd.DataFrame(pair_rows)
 
     # Fleiss' kappa within groups, all readers, readers + model
@@ -216,17 +256,26 @@ def compare_readers(
         if len(members) < 2 or len(frame) < 2:
             continue
         k = fleiss_kappa(frame.to_numpy().astype(int), n_boot=n_boot, seed=seed)
-        fl_rows.append({"raters": label, "members": ", ".join(members), "n_patients": len(frame),
-                        "fleiss_kappa": k.kappa, "ci_low": k.ci_low, "ci_high": k.ci_high})
+        fl_rows.append(
+            {
+                "raters": label,
+                "members": ", ".join(members),
+                "n_patients": len(frame),
+                "fleiss_kappa": k.kappa,
+                "ci_low": k.ci_low,
+                "ci_high": k.ci_high,
+            }
+        )
     fl_df = pd.DataFrame(fl_rows)
 
     # Cochran's Q on correctness: model + every reader, patients read by all
     cq = None
     if complete and len(readers) >= 1:
         yc = y_all.loc[complete].to_numpy()
-        mat = np.column_stack([mc.loc[complete].to_numpy() == yc]
-                              + [wide.loc[complete, r].to_numpy().astype(int) == yc
-                                 for r in readers]).astype(int)
+        mat = np.column_stack(
+            [mc.loc[complete].to_numpy() == yc]
+            + [wide.loc[complete, r].to_numpy().astype(int) == yc for r in readers]
+        ).astype(int)
         q = cochran_q(mat)
         cq = {**q.to_dict(), "raters": [model_name, *readers], "n_patients": len(complete)}
 
@@ -260,17 +309,30 @@ def compare_readers(
         fl_df.to_csv(tmp / "tables" / "fleiss_kappa.csv", index=False)
         fig = None
         if model_score is not None:
-            fig = _roc_with_readers(tmp / "figures" / "roc_readers.png", y_all,
-                                    model_score.loc[pats], perf_df, model_name, threshold)
+            fig = _roc_with_readers(
+                tmp / "figures" / "roc_readers.png",
+                y_all,
+                model_score.loc[pats],
+                perf_df,
+                model_name,
+                threshold,
+            )
         write_json(res, tmp / "readers.json")
         (tmp / "readers.html").write_text(
-            _html(res, perf_df, tests_df, pair_df, fl_df, fig), encoding="utf-8")
+            _html(res, perf_df, tests_df, pair_df, fl_df, fig), encoding="utf-8"
+        )
     log.info("reader comparison written to %s", out)
     return jsonable(res)  # type: ignore[return-value]
 
 
-def _roc_with_readers(path: Path, y: pd.Series, score: pd.Series, perf: pd.DataFrame,
-                      model_name: str, threshold: float | None) -> Path | None:
+def _roc_with_readers(
+    path: Path,
+    y: pd.Series,
+    score: pd.Series,
+    perf: pd.DataFrame,
+    model_name: str,
+    threshold: float | None,
+) -> Path | None:
     from multibone.evaluation._checks import SingleClassError
     from multibone.evaluation.roc import delong_auc, roc_points
 
@@ -279,9 +341,19 @@ def _roc_with_readers(path: Path, y: pd.Series, score: pd.Series, perf: pd.DataF
     except SingleClassError:
         return None
     fpr, tpr, _ = roc_points(y.to_numpy(), score.to_numpy())
-    fig = plots.roc_figure([{"name": model_name, "fpr": fpr, "tpr": tpr, "auc": a.auc,
-                             "ci_low": a.ci_low, "ci_high": a.ci_high}],
-                           "Model ROC with readers (points)")
+    fig = plots.roc_figure(
+        [
+            {
+                "name": model_name,
+                "fpr": fpr,
+                "tpr": tpr,
+                "auc": a.auc,
+                "ci_low": a.ci_low,
+                "ci_high": a.ci_high,
+            }
+        ],
+        "Model ROC with readers (points)",
+    )
     ax = fig.axes[0]
     markers = {"model": "*", "reader": "o", "group (reads pooled)": "s"}
     for _, r in perf.iterrows():
@@ -289,45 +361,89 @@ def _roc_with_readers(path: Path, y: pd.Series, score: pd.Series, perf: pd.DataF
         if r["kind"] == "model" and threshold is not None:
             lab = f"{model_name} at p >= {threshold:.3f}"
         size = 13 if r["kind"] == "model" else 8
-        ax.plot(1 - r["specificity"], r["sensitivity"], markers.get(r["kind"], "o"), ms=size,
-                label=lab, alpha=0.85)
+        ax.plot(
+            1 - r["specificity"],
+            r["sensitivity"],
+            markers.get(r["kind"], "o"),
+            ms=size,
+            label=lab,
+            alpha=0.85,
+        )
     ax.legend(loc="lower right", fontsize=7)
     return plots.save_png(fig, path)
 
 
-def _html(res: dict, perf: pd.DataFrame, tests: pd.DataFrame, pairs: pd.DataFrame,
-          fleiss: pd.DataFrame, fig: Path | None) -> str:
-    parts = [f"<h1>multibone readers: {esc(res['model'])} against {len(res['readers'])} "
-             "reader(s)</h1>", f'<p class="disclaimer">{DISCLAIMER}</p>',
-             f"<p>{res['n_patients']} patients ({res['n_pos']} positive, {res['n_neg']} "
-             f"negative); readers: {esc(', '.join(res['readers']))}.</p>"]
+def _html(
+    res: dict,
+    perf: pd.DataFrame,
+    tests: pd.DataFrame,
+    pairs: pd.DataFrame,
+    fleiss: pd.DataFrame,
+    fig: Path | None,
+) -> str:
+    parts = [
+        f"<h1>multibone readers: {esc(res['model'])} against {len(res['readers'])} reader(s)</h1>",
+        f'<p class="disclaimer">{DISCLAIMER}</p>',
+        f"<p>{res['n_patients']} patients ({res['n_pos']} positive, {res['n_neg']} "
+        f"negative); readers: {esc(', '.join(res['readers']))}.</p>",
+    ]
     for n in res["notes"]:
         parts.append(f'<p class="note">{esc(n)}</p>')
-    parts.append('<p class="note">Proportions with Wilson 95% CIs; Cohen kappa with its '
-                 "asymptotic SE (95% Wald CI); model-reader kappa differences by paired "
-                 f"permutation test ({res['n_permutations']} permutations) and accuracy by "
-                 "McNemar (continuity corrected), each on the patients that reader read; "
-                 f"Fleiss kappa with a percentile bootstrap CI over patients ({res['n_boot']} "
-                 "resamples); Cochran's Q of correctness on the patients read by every reader. "
-                 "No correction for multiple comparisons.</p>")
-    cols = [c for c in ["rater", "kind", "group", "n", "accuracy", "accuracy_ci_low",
-                        "accuracy_ci_high", "sensitivity", "sensitivity_ci_low",
-                        "sensitivity_ci_high", "specificity", "specificity_ci_low",
-                        "specificity_ci_high", "ppv", "npv", "f1", "kappa", "kappa_ci_low",
-                        "kappa_ci_high"] if c in perf.columns]
+    parts.append(
+        '<p class="note">Proportions with Wilson 95% CIs; Cohen kappa with its '
+        "asymptotic SE (95% Wald CI); model-reader kappa differences by paired "
+        f"permutation test ({res['n_permutations']} permutations) and accuracy by "
+        "McNemar (continuity corrected), each on the patients that reader read; "
+        f"Fleiss kappa with a percentile bootstrap CI over patients ({res['n_boot']} "
+        "resamples); Cochran's Q of correctness on the patients read by every reader. "
+        "No correction for multiple comparisons.</p>"
+    )
+    cols = [
+        c
+        for c in [
+            "rater",
+            "kind",
+            "group",
+            "n",
+            "accuracy",
+            "accuracy_ci_low",
+            "accuracy_ci_high",
+            "sensitivity",
+            "sensitivity_ci_low",
+            "sensitivity_ci_high",
+            "specificity",
+            "specificity_ci_low",
+            "specificity_ci_high",
+            "ppv",
+            "npv",
+            "f1",
+            "kappa",
+            "kappa_ci_low",
+            "kappa_ci_high",
+        ]
+        if c in perf.columns
+    ]
     parts += ["<h2>Performance against the truth</h2>", df_html(perf[cols])]
     if fig is not None:
         parts.append(img_tag(plots.png_base64(fig), "ROC with readers"))
-    parts += ["<h2>Model against each reader</h2>",
-              df_html(tests, p_columns=["p_kappa_permutation", "p_mcnemar_accuracy"])]
+    parts += [
+        "<h2>Model against each reader</h2>",
+        df_html(tests, p_columns=["p_kappa_permutation", "p_mcnemar_accuracy"]),
+    ]
     cq = res["cochran_q"]
     if cq:
-        parts.append(f"<h2>Cochran's Q (correct / incorrect)</h2><p>Q = {cq['statistic']:.3f}, "
-                     f"df = {cq['df']}, p = {cq['p']:.3g}, on {cq['n_patients']} patients read "
-                     f"by all of: {esc(', '.join(cq['raters']))}.</p>")
-    parts += ["<h2>Agreement between raters (Cohen kappa)</h2>", df_html(pairs),
-              "<h2>Fleiss kappa</h2>", df_html(fleiss),
-              f'<hr><p class="note">{esc(res["generated_by"])}. {DISCLAIMER}</p>']
+        parts.append(
+            f"<h2>Cochran's Q (correct / incorrect)</h2><p>Q = {cq['statistic']:.3f}, "
+            f"df = {cq['df']}, p = {cq['p']:.3g}, on {cq['n_patients']} patients read "
+            f"by all of: {esc(', '.join(cq['raters']))}.</p>"
+        )
+    parts += [
+        "<h2>Agreement between raters (Cohen kappa)</h2>",
+        df_html(pairs),
+        "<h2>Fleiss kappa</h2>",
+        df_html(fleiss),
+        f'<hr><p class="note">{esc(res["generated_by"])}. {DISCLAIMER}</p>',
+    ]
     return html_page("multibone readers", "\n".join(parts))
 
 
@@ -375,8 +491,10 @@ def run_readers(
         run_dir = Path(run_dir)
         df, models = read_predictions(run_dir / "predictions.csv")
         if model not in models:
-            raise InputError(f"{run_dir / 'predictions.csv'} has no column p_{model}; models "
-                             f"there: {', '.join(models)}")
+            raise InputError(
+                f"{run_dir / 'predictions.csv'} has no column p_{model}; models "
+                f"there: {', '.join(models)}"
+            )
         truth = df[["patient_id", "label"]]
         score = df.set_index("patient_id")[f"p_{model}"]
         name = model
@@ -384,17 +502,24 @@ def run_readers(
             th = read_thresholds(run_dir / "thresholds.json", models).get(model, {})
             if "youden" in th:
                 threshold = th["youden"]
-                notes.append(f"model: {model} at its Youden threshold {threshold:.4f} from "
-                             "thresholds.json (chosen on dev).")
+                notes.append(
+                    f"model: {model} at its Youden threshold {threshold:.4f} from "
+                    "thresholds.json (chosen on dev)."
+                )
             else:
                 dev = df[df["split"] == "dev"]
                 if len(dev) == 0 or dev["label"].nunique() < 2:
-                    raise InputError(f"no Youden threshold for {model} in thresholds.json and "
-                                     "no dev predictions to choose one; pass --threshold T")
-                threshold = choose_operating_points(dev["label"], dev[f"p_{model}"],
-                                                    ("youden",))["youden"].threshold
-                notes.append(f"thresholds.json had no Youden threshold for {model}; "
-                             f"{threshold:.4f} was chosen here on the dev predictions.")
+                    raise InputError(
+                        f"no Youden threshold for {model} in thresholds.json and "
+                        "no dev predictions to choose one; pass --threshold T"
+                    )
+                threshold = choose_operating_points(dev["label"], dev[f"p_{model}"], ("youden",))[
+                    "youden"
+                ].threshold
+                notes.append(
+                    f"thresholds.json had no Youden threshold for {model}; "
+                    f"{threshold:.4f} was chosen here on the dev predictions."
+                )
         else:
             notes.append(f"model: {model} at the threshold given, p >= {threshold:g}.")
         if positive_class is None:
@@ -406,9 +531,20 @@ def run_readers(
     positive_class = positive_class or "infection"
     if positive_class not in _CALL_WORDS.values():
         raise InputError(f"--positive-class must be tumor or infection, got {positive_class!r}")
-    reads = read_reads(reads_path, positive_class=positive_class,
-                       known_patients=set(truth["patient_id"]))
+    reads = read_reads(
+        reads_path, positive_class=positive_class, known_patients=set(truth["patient_id"])
+    )
     calls = (score >= float(threshold)).astype(int)
-    return compare_readers(truth, calls, reads, out_dir, model_name=name, model_score=score,
-                           threshold=float(threshold), n_perm=n_perm, n_boot=n_boot, seed=seed,
-                           notes=notes)
+    return compare_readers(
+        truth,
+        calls,
+        reads,
+        out_dir,
+        model_name=name,
+        model_score=score,
+        threshold=float(threshold),
+        n_perm=n_perm,
+        n_boot=n_boot,
+        seed=seed,
+        notes=notes,
+    )

@@ -76,8 +76,10 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     out-of-range probabilities, bad labels, unknown splits, or duplicate patients.
     """
     if not path.is_file():
-        raise InputError(f"{path} not found; a run folder needs predictions.csv "
-                         "(written by the pipeline after stacking)")
+        raise InputError(
+            f"{path} not found; a run folder needs predictions.csv "
+            "(written by the pipeline after stacking)"
+        )
     try:
         df = pd.read_csv(path, dtype={"patient_id": str, "center": str, "split": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -86,8 +88,9 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     pcols = [c for c in df.columns if c.startswith("p_") and len(c) > 2]
     if missing or not pcols:
         what = list(missing) + ([] if pcols else ["p_<model> (at least one probability column)"])
-        raise InputError(f"{path}: missing column(s) {', '.join(what)}; "
-                         f"found {', '.join(map(str, df.columns))}")
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(what)}; found {', '.join(map(str, df.columns))}"
+        )
     if df.empty:
         raise InputError(f"{path}: no rows")
     problems: list[str] = []
@@ -98,13 +101,17 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     split = df["split"].fillna("").astype(str).str.strip().str.lower()
     bad = ~split.isin(SPLITS)
     if bad.any():
-        problems.append(f"column split must be one of {', '.join(SPLITS)}: rows "
-                        f"{short_list(_rows(bad))} (e.g. {split[bad].iloc[0]!r})")
+        problems.append(
+            f"column split must be one of {', '.join(SPLITS)}: rows "
+            f"{short_list(_rows(bad))} (e.g. {split[bad].iloc[0]!r})"
+        )
     for c in pcols:
         v = pd.to_numeric(df[c], errors="coerce")
         nan = v.isna()
         if nan.any():
-            problems.append(f"column {c} has NaN or non-numeric scores: rows {short_list(_rows(nan))}")
+            problems.append(
+                f"column {c} has NaN or non-numeric scores: rows {short_list(_rows(nan))}"
+            )
         out = (v < 0) | (v > 1)
         if out.any():
             problems.append(
@@ -114,8 +121,9 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     dup = df["patient_id"].astype(str).duplicated(keep=False)
     if dup.any():
         ids = sorted(set(df.loc[dup, "patient_id"].astype(str)))
-        problems.append(f"patients appear more than once (one row per patient expected): "
-                        f"{short_list(ids)}")
+        problems.append(
+            f"patients appear more than once (one row per patient expected): {short_list(ids)}"
+        )
     if problems:
         raise InputError(f"{path}:\n  " + "\n  ".join(problems))
     df = df.copy()
@@ -197,7 +205,7 @@ def define_sets(df: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
 
 
 # --------------------------------------------------------------------------- statistics
-def _auc_block(y: np.ndarray, p: np.ndarray, bs: Bootstrap | None) -> dict:
+def _auc_block(y: np.ndarray, p: np.ndarray, samples: np.ndarray | None) -> dict:
     out: dict = {"auc": None, "note": ""}
     try:
         r = delong_auc(y, p)
@@ -205,13 +213,14 @@ def _auc_block(y: np.ndarray, p: np.ndarray, bs: Bootstrap | None) -> dict:
         out["note"] = str(exc)
         return out
     out["auc"] = r.to_dict()
-    if bs is not None:
-        out["bootstrap"] = percentile_ci(bs.auc_samples(p), r.auc).to_dict()
+    if samples is not None:
+        out["bootstrap"] = percentile_ci(samples, r.auc).to_dict()
     return out
 
 
-def _metrics_block(y: np.ndarray, p: np.ndarray, ops: dict[str, float],
-                   bs: Bootstrap | None) -> dict:
+def _metrics_block(
+    y: np.ndarray, p: np.ndarray, ops: dict[str, float], bs: Bootstrap | None
+) -> dict:
     res = {}
     for op, t in ops.items():
         m = binary_metrics(y, p, t)
@@ -246,10 +255,17 @@ def _subgroup_columns(d: pd.DataFrame) -> dict[str, pd.Series]:
         la = pd.to_numeric(d["lesion_area"], errors="coerce")
         if la.notna().sum() >= 3 and la.nunique() >= 3:
             q = la.quantile([1 / 3, 2 / 3]).to_numpy()
-            lev = np.where(la.isna(), "unknown",
-                           np.where(la <= q[0], f"T1 (<= {q[0]:.0f} px^2)",
-                                    np.where(la <= q[1], f"T2 ({q[0]:.0f}-{q[1]:.0f} px^2)",
-                                             f"T3 (> {q[1]:.0f} px^2)")))
+            lev = np.where(
+                la.isna(),
+                "unknown",
+                np.where(
+                    la <= q[0],
+                    f"T1 (<= {q[0]:.0f} px^2)",
+                    np.where(
+                        la <= q[1], f"T2 ({q[0]:.0f}-{q[1]:.0f} px^2)", f"T3 (> {q[1]:.0f} px^2)"
+                    ),
+                ),
+            )
             out["lesion size tertile"] = pd.Series(lev, index=d.index)
     return out
 
@@ -277,9 +293,17 @@ def subgroup_table(d: pd.DataFrame, models: list[str], thresholds: dict) -> pd.D
             for level in sorted(lev.unique()):
                 m = (lev == level).to_numpy()
                 y, p = y_all[m], p_all[m]
-                row = {"variable": var, "level": level, "model": model, "n": int(m.sum()),
-                       "n_pos": int(y.sum()), "n_neg": int((1 - y).sum()),
-                       "auc": math.nan, "auc_ci_low": math.nan, "auc_ci_high": math.nan}
+                row = {
+                    "variable": var,
+                    "level": level,
+                    "model": model,
+                    "n": int(m.sum()),
+                    "n_pos": int(y.sum()),
+                    "n_neg": int((1 - y).sum()),
+                    "auc": math.nan,
+                    "auc_ci_low": math.nan,
+                    "auc_ci_high": math.nan,
+                }
                 try:
                     r = delong_auc(y, p)
                     row.update(auc=r.auc, auc_ci_low=r.ci_low, auc_ci_high=r.ci_high)
@@ -288,15 +312,17 @@ def subgroup_table(d: pd.DataFrame, models: list[str], thresholds: dict) -> pd.D
                         row["auc"] = auc_score(y, p)
                 if t is not None:
                     a = binary_metrics(y, p, t).accuracy
-                    row.update(accuracy=a.value, accuracy_ci_low=a.ci_low,
-                               accuracy_ci_high=a.ci_high)
+                    row.update(
+                        accuracy=a.value, accuracy_ci_low=a.ci_low, accuracy_ci_high=a.ci_high
+                    )
                 row["p_accuracy_differs"] = p_diff
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
-def subtype_table(d: pd.DataFrame, models: list[str], thresholds: dict,
-                  class_names: tuple[str, str]) -> pd.DataFrame:
+def subtype_table(
+    d: pd.DataFrame, models: list[str], thresholds: dict, class_names: tuple[str, str]
+) -> pd.DataFrame:
     """Per-subtype accuracy at the Youden threshold (seed 004, Table 3): one column per model."""
     if "subtype" not in d:
         return pd.DataFrame()
@@ -364,10 +390,16 @@ def evaluate_set(
     bs = Bootstrap(y, n_boot=n_boot, seed=seed) if n_boot > 0 else None
     res: dict = {"n": len(y), "n_pos": n_pos, "n_neg": n_neg, "models": {}, "_curves": {}}
     ref = REFERENCE_MODEL if REFERENCE_MODEL in models else None
+    # resampled AUCs once per model (same resamples for all: differences are paired)
+    boot_auc = (
+        {mm: bs.auc_samples(d[f"p_{mm}"].to_numpy()) for mm in models}
+        if both and bs is not None
+        else {}
+    )
     for model in models:
         p = d[f"p_{model}"].to_numpy()
         m: dict = {}
-        m["auc"] = _auc_block(y, p, bs if both else None)
+        m["auc"] = _auc_block(y, p, boot_auc.get(model))
         m["operating_points"] = _metrics_block(y, p, thresholds.get(model, {}), bs)
         m["calibration"] = calibration(y, p).to_dict()
         cal_tab = calibration_table(y, p)
@@ -388,8 +420,8 @@ def evaluate_set(
             if both:
                 dl = delong_paired(y, p, p_ref)
                 vs["delong"] = dl.to_dict()
-                if bs is not None:
-                    diff = bs.auc_samples(p) - bs.auc_samples(p_ref)
+                if boot_auc:
+                    diff = boot_auc[model] - boot_auc[ref]
                     vs["auc_diff_bootstrap"] = percentile_ci(diff, dl.diff).to_dict()
             mc = {}
             for op, t in thresholds.get(model, {}).items():
@@ -413,16 +445,28 @@ def _summary_rows(key: str, label: str, r: dict) -> list[dict]:
         b = m["auc"].get("bootstrap") or {}
         c = m["calibration"]
         pr = m["pr"] or {}
-        rows.append({
-            "set": key, "set_label": label, "model": model, "n": r["n"], "n_pos": r["n_pos"],
-            "n_neg": r["n_neg"], "auc": a.get("auc", math.nan),
-            "auc_ci_low": a.get("ci_low", math.nan), "auc_ci_high": a.get("ci_high", math.nan),
-            "auc_boot_ci_low": b.get("ci_low", math.nan),
-            "auc_boot_ci_high": b.get("ci_high", math.nan),
-            "brier": c["brier"], "cal_intercept": c["intercept"], "cal_slope": c["slope"],
-            "oe_ratio": c["oe_ratio"], "average_precision": pr.get("average_precision", math.nan),
-            "max_f1": pr.get("max_f1", math.nan), "auc_note": m["auc"]["note"],
-        })
+        rows.append(
+            {
+                "set": key,
+                "set_label": label,
+                "model": model,
+                "n": r["n"],
+                "n_pos": r["n_pos"],
+                "n_neg": r["n_neg"],
+                "auc": a.get("auc", math.nan),
+                "auc_ci_low": a.get("ci_low", math.nan),
+                "auc_ci_high": a.get("ci_high", math.nan),
+                "auc_boot_ci_low": b.get("ci_low", math.nan),
+                "auc_boot_ci_high": b.get("ci_high", math.nan),
+                "brier": c["brier"],
+                "cal_intercept": c["intercept"],
+                "cal_slope": c["slope"],
+                "oe_ratio": c["oe_ratio"],
+                "average_precision": pr.get("average_precision", math.nan),
+                "max_f1": pr.get("max_f1", math.nan),
+                "auc_note": m["auc"]["note"],
+            }
+        )
     return rows
 
 
@@ -442,12 +486,18 @@ def _vs_rows(key: str, r: dict) -> list[dict]:
             continue
         dl = vs.get("delong") or {}
         bt = vs.get("auc_diff_bootstrap") or {}
-        base = {"set": key, "model": model, "reference": vs["reference"],
-                "auc_model": dl.get("auc_a", math.nan), "auc_reference": dl.get("auc_b", math.nan),
-                "auc_diff": dl.get("diff", math.nan), "delong_z": dl.get("z", math.nan),
-                "delong_p": dl.get("p", math.nan),
-                "diff_boot_ci_low": bt.get("ci_low", math.nan),
-                "diff_boot_ci_high": bt.get("ci_high", math.nan)}
+        base = {
+            "set": key,
+            "model": model,
+            "reference": vs["reference"],
+            "auc_model": dl.get("auc_a", math.nan),
+            "auc_reference": dl.get("auc_b", math.nan),
+            "auc_diff": dl.get("diff", math.nan),
+            "delong_z": dl.get("z", math.nan),
+            "delong_p": dl.get("p", math.nan),
+            "diff_boot_ci_low": bt.get("ci_low", math.nan),
+            "diff_boot_ci_high": bt.get("ci_high", math.nan),
+        }
         for op in OPERATING_POINTS:
             mc = vs["mcnemar"].get(op)
             for part in ("sensitivity", "specificity", "accuracy"):
@@ -464,6 +514,7 @@ def evaluate_run(
     n_boot: int = 2000,
     seed: int = 0,
     progress: bool = True,
+    figures: bool = True,
 ) -> dict:
     """Evaluate every model (``p_*`` column) on every set of a run and write a report.
 
@@ -475,6 +526,7 @@ def evaluate_run(
     n_boot : bootstrap resamples for percentile CIs and ROC bands (0: none).
     seed : seed of the bootstrap generator.
     progress : show a tqdm bar over sets.
+    figures : draw the PNG figures (False: tables and numbers only, much faster).
 
     Returns
     -------
@@ -508,22 +560,30 @@ def evaluate_run(
             ops = choose_operating_points(dev["label"], dev[f"p_{model}"], missing)
             given = {**given, **{k: v.threshold for k, v in ops.items()}}
             what = ", ".join(missing)
-            source = (f"{source}; {what} chosen here on dev (out-of-fold)" if source
-                      else "chosen here on dev (out-of-fold) predictions")
+            source = (
+                f"{source}; {what} chosen here on dev (out-of-fold)"
+                if source
+                else "chosen here on dev (out-of-fold) predictions"
+            )
         if not thresholds.get(model):
             if dev_ok:
-                warnings.append(f"thresholds.json has no thresholds for {model}; they were "
-                                "chosen here on its dev (out-of-fold) predictions by the same "
-                                "rules.")
+                warnings.append(
+                    f"thresholds.json has no thresholds for {model}; they were "
+                    "chosen here on its dev (out-of-fold) predictions by the same "
+                    "rules."
+                )
             else:
-                warnings.append(f"no thresholds for {model} (not in thresholds.json and no dev "
-                                "set with both classes): threshold metrics are left out for it.")
+                warnings.append(
+                    f"no thresholds for {model} (not in thresholds.json and no dev "
+                    "set with both classes): threshold metrics are left out for it."
+                )
                 source = "none"
         thresholds[model] = {op: given[op] for op in OPERATING_POINTS if op in given}
         threshold_source[model] = source
     if REFERENCE_MODEL not in models:
-        warnings.append(f"no p_{REFERENCE_MODEL} column: paired comparisons against the "
-                        "stacker are left out.")
+        warnings.append(
+            f"no p_{REFERENCE_MODEL} column: paired comparisons against the stacker are left out."
+        )
 
     sets = define_sets(df)
     results: dict = {}
@@ -534,14 +594,18 @@ def evaluate_run(
         r["label"] = label
         if r["n_pos"] == 0 or r["n_neg"] == 0:
             only = class_names[1] if r["n_neg"] == 0 else class_names[0]
-            warnings.append(f"{label}: only one class ({only}, n={r['n']}): AUC, ROC, PR "
-                            "and calibration slope are undefined; the other metrics are reported.")
+            warnings.append(
+                f"{label}: only one class ({only}, n={r['n']}): AUC, ROC, PR "
+                "and calibration slope are undefined; the other metrics are reported."
+            )
         elif r["n_pos"] < 2 or r["n_neg"] < 2:
             warnings.append(f"{label}: fewer than 2 cases of a class: AUC CI undefined.")
         elif r["n_pos"] < MIN_PER_CLASS_STABLE or r["n_neg"] < MIN_PER_CLASS_STABLE:
-            warnings.append(f"{label}: only {r['n_pos']} positive and {r['n_neg']} negative "
-                            f"cases (< {MIN_PER_CLASS_STABLE} per class): confidence intervals "
-                            "are wide and unstable; read point estimates with caution.")
+            warnings.append(
+                f"{label}: only {r['n_pos']} positive and {r['n_neg']} negative "
+                f"cases (< {MIN_PER_CLASS_STABLE} per class): confidence intervals "
+                "are wide and unstable; read point estimates with caution."
+            )
         warnings.extend(missingness_warnings(d, label))
         sg = subgroup_table(d, models, thresholds)
         if not sg.empty:
@@ -556,8 +620,9 @@ def evaluate_run(
         results[key] = r
 
     extras = _read_extras(run_dir, warnings)
-    summary = pd.DataFrame([row for k, r in results.items()
-                            for row in _summary_rows(k, r["label"], r)])
+    summary = pd.DataFrame(
+        [row for k, r in results.items() for row in _summary_rows(k, r["label"], r)]
+    )
     ops_df = pd.DataFrame([row for k, r in results.items() for row in _op_rows(k, r)])
     vs_df = pd.DataFrame([row for k, r in results.items() for row in _vs_rows(k, r)])
     metrics = {
@@ -571,8 +636,10 @@ def evaluate_run(
         "reference_model": REFERENCE_MODEL if REFERENCE_MODEL in models else None,
         "thresholds": thresholds,
         "threshold_source": threshold_source,
-        "sets": {k: {kk: vv for kk, vv in r.items() if not kk.startswith("_")}
-                 for k, r in results.items()},
+        "sets": {
+            k: {kk: vv for kk, vv in r.items() if not kk.startswith("_")}
+            for k, r in results.items()
+        },
         "warnings": warnings,
     }
     with atomic_dir(out, force=True) as tmp:
@@ -602,7 +669,7 @@ def evaluate_run(
         for name, frame in extras.items():
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
         pd.DataFrame({"warning": warnings}).to_csv(tmp / "tables" / "warnings.csv", index=False)
-        figs = _write_figures(tmp / "figures", results, thresholds, class_names)
+        figs = _write_figures(tmp / "figures", results, thresholds, class_names) if figures else {}
         write_json(metrics, tmp / "metrics.json")
         html = _render_html(run_dir, metrics, results, summary, extras, figs, class_names)
         (tmp / "report.html").write_text(html, encoding="utf-8")
@@ -635,12 +702,19 @@ def _read_extras(run_dir: Path, warnings: list[str]) -> dict[str, pd.DataFrame]:
                 lf = lf.assign(energy_in_box=e)
                 extras["lesion_focus_summary"] = (
                     lf.groupby(["backbone", "method"])["energy_in_box"]
-                    .agg(n="count", mean="mean", median="median",
-                         share_above_half=lambda s: float((s > 0.5).mean()))
-                    .reset_index())
+                    .agg(
+                        n="count",
+                        mean="mean",
+                        median="median",
+                        share_above_half=lambda s: float((s > 0.5).mean()),
+                    )
+                    .reset_index()
+                )
             else:
-                warnings.append(f"lesion_focus.csv lacks column(s) "
-                                f"{', '.join(sorted(need - set(lf.columns)))}; left out.")
+                warnings.append(
+                    f"lesion_focus.csv lacks column(s) "
+                    f"{', '.join(sorted(need - set(lf.columns)))}; left out."
+                )
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             warnings.append(f"lesion_focus.csv could not be read ({exc}); left out.")
     return extras
@@ -653,14 +727,21 @@ def _json_table(data: object) -> pd.DataFrame:
         t = t.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
         return t.reset_index(names="item")
     if isinstance(data, dict):
-        return pd.DataFrame({"item": list(data), "value": [
-            json.dumps(v) if isinstance(v, dict | list) else v for v in data.values()]})
+        return pd.DataFrame(
+            {
+                "item": list(data),
+                "value": [
+                    json.dumps(v) if isinstance(v, dict | list) else v for v in data.values()
+                ],
+            }
+        )
     return pd.DataFrame({"value": [json.dumps(data)]})
 
 
 # --------------------------------------------------------------------------- figures & html
-def _write_figures(fig_dir: Path, results: dict, thresholds: dict,
-                   class_names: tuple[str, str]) -> dict[str, dict[str, Path]]:
+def _write_figures(
+    fig_dir: Path, results: dict, thresholds: dict, class_names: tuple[str, str]
+) -> dict[str, dict[str, Path]]:
     out: dict[str, dict[str, Path]] = {}
     for key, r in results.items():
         f: dict[str, Path] = {}
@@ -669,16 +750,36 @@ def _write_figures(fig_dir: Path, results: dict, thresholds: dict,
         for model, c in r["_curves"].items():
             a = r["models"][model]["auc"]["auc"]
             if "roc" in c and a is not None:
-                roc.append({"name": model, "fpr": c["roc"][0], "tpr": c["roc"][1], "auc": a["auc"],
-                            "ci_low": a["ci_low"], "ci_high": a["ci_high"], "band": c.get("band")})
+                roc.append(
+                    {
+                        "name": model,
+                        "fpr": c["roc"][0],
+                        "tpr": c["roc"][1],
+                        "auc": a["auc"],
+                        "ci_low": a["ci_low"],
+                        "ci_high": a["ci_high"],
+                        "band": c.get("band"),
+                    }
+                )
         if roc:
-            f["roc"] = plots.save_png(plots.roc_figure(roc, f"ROC, {title_set}"),
-                                      fig_dir / f"roc_{key}.png")
-            prs = [{"name": m, "precision": c["pr"].precision, "recall": c["pr"].recall,
-                    "ap": c["pr"].average_precision} for m, c in r["_curves"].items() if "pr" in c]
+            f["roc"] = plots.save_png(
+                plots.roc_figure(roc, f"ROC, {title_set}"), fig_dir / f"roc_{key}.png"
+            )
+            prs = [
+                {
+                    "name": m,
+                    "precision": c["pr"].precision,
+                    "recall": c["pr"].recall,
+                    "ap": c["pr"].average_precision,
+                }
+                for m, c in r["_curves"].items()
+                if "pr" in c
+            ]
             prev = r["n_pos"] / r["n"]
-            f["pr"] = plots.save_png(plots.pr_figure(prs, prev, f"Precision-recall, {title_set}"),
-                                     fig_dir / f"pr_{key}.png")
+            f["pr"] = plots.save_png(
+                plots.pr_figure(prs, prev, f"Precision-recall, {title_set}"),
+                fig_dir / f"pr_{key}.png",
+            )
         cal = []
         for model, c in r["_curves"].items():
             s = r["models"][model]["calibration"]["slope"]
@@ -686,22 +787,29 @@ def _write_figures(fig_dir: Path, results: dict, thresholds: dict,
             cal.append((model, c["calibration"], suffix))
         f["calibration"] = plots.save_png(
             plots.calibration_figure(cal, f"Calibration (deciles), {title_set}"),
-            fig_dir / f"calibration_{key}.png")
+            fig_dir / f"calibration_{key}.png",
+        )
         f["dca"] = plots.save_png(
-            plots.dca_figure([(m, c["dca"]) for m, c in r["_curves"].items()],
-                             f"Decision curve, {title_set}"),
-            fig_dir / f"dca_{key}.png")
+            plots.dca_figure(
+                [(m, c["dca"]) for m, c in r["_curves"].items()], f"Decision curve, {title_set}"
+            ),
+            fig_dir / f"dca_{key}.png",
+        )
         rows = []
         for model, m in r["models"].items():
-            mats = [(op, {k: row[k] for k in ("TP", "FP", "TN", "FN")}, row["threshold"])
-                    for op, row in m["operating_points"].items()]
+            mats = [
+                (op, {k: row[k] for k in ("TP", "FP", "TN", "FN")}, row["threshold"])
+                for op, row in m["operating_points"].items()
+            ]
             if mats:
                 rows.append((model, mats))
         if rows:
             f["confusion"] = plots.save_png(
-                plots.confusion_figure(rows, f"Confusion matrices, {title_set} "
-                                       "(thresholds fixed on dev)", class_names),
-                fig_dir / f"confusion_{key}.png")
+                plots.confusion_figure(
+                    rows, f"Confusion matrices, {title_set} (thresholds fixed on dev)", class_names
+                ),
+                fig_dir / f"confusion_{key}.png",
+            )
         out[key] = f
     return out
 
@@ -713,10 +821,10 @@ def _methods_html(metrics: dict) -> str:
 (fast DeLong, Sun &amp; Xu 2014); paired DeLong test of each model against the stacker.
 Proportions (accuracy, sensitivity, specificity, PPV, NPV): Wilson 95% CIs; LR+/LR-:
 log-method CIs. "boot" columns: stratified percentile bootstrap, {nb} resamples (seed
-{metrics['seed']}); ROC bands: pointwise bootstrap percentiles. Operating points (Youden,
+{metrics["seed"]}); ROC bands: pointwise bootstrap percentiles. Operating points (Youden,
 sensitivity &ge; 0.90, specificity &ge; 0.90, max-F1) were fixed on the development
 (out-of-fold) predictions and applied unchanged to every other set; a case is called
-positive ({esc(metrics['positive_class'])}) when p &ge; threshold. McNemar tests (continuity
+positive ({esc(metrics["positive_class"])}) when p &ge; threshold. McNemar tests (continuity
 corrected) compare each model with the stacker at the same named operating point:
 sensitivity on positives, specificity on negatives. Calibration intercept: logistic model
 with logit(p) as offset; slope: logistic recalibration; Brier score; O/E = observed /
@@ -724,19 +832,32 @@ expected events. Decision curves count p &ge; threshold as treat. No correction 
 multiple comparisons.</p>"""
 
 
-def _render_html(run_dir: Path, metrics: dict, results: dict, summary: pd.DataFrame,
-                 extras: dict, figs: dict, class_names: tuple[str, str]) -> str:
-    parts = [f"<h1>multibone evaluation: {esc(run_dir.name)}</h1>",
-             f'<p class="disclaimer">{DISCLAIMER}</p>']
+def _render_html(
+    run_dir: Path,
+    metrics: dict,
+    results: dict,
+    summary: pd.DataFrame,
+    extras: dict,
+    figs: dict,
+    class_names: tuple[str, str],
+) -> str:
+    parts = [
+        f"<h1>multibone evaluation: {esc(run_dir.name)}</h1>",
+        f'<p class="disclaimer">{DISCLAIMER}</p>',
+    ]
     if (run_dir / "cohort" / "SYNTHETIC_README.txt").is_file():
-        parts.append('<p class="synthetic">The cohort of this run is <b>synthetic</b> '
-                     '(simulated images and clinical data): the numbers below test the '
-                     'software, they say nothing about real patients.</p>')
-    parts.append(f"<p>Models: {esc(', '.join(metrics['models']))}. Positive class: "
-                 f"<b>{esc(metrics['positive_class'])}</b> (label 1); negative: "
-                 f"{esc(class_names[0])}. Sets: "
-                 + ", ".join(esc(r['label']) + f" (n={r['n']})" for r in results.values())
-                 + ".</p>")
+        parts.append(
+            '<p class="synthetic">The cohort of this run is <b>synthetic</b> '
+            "(simulated images and clinical data): the numbers below test the "
+            "software, they say nothing about real patients.</p>"
+        )
+    parts.append(
+        f"<p>Models: {esc(', '.join(metrics['models']))}. Positive class: "
+        f"<b>{esc(metrics['positive_class'])}</b> (label 1); negative: "
+        f"{esc(class_names[0])}. Sets: "
+        + ", ".join(esc(r["label"]) + f" (n={r['n']})" for r in results.values())
+        + ".</p>"
+    )
     toc = ['<li><a href="#warnings">Warnings</a></li>', '<li><a href="#summary">Summary</a></li>']
     toc += [f'<li><a href="#set-{k}">{esc(r["label"])}</a></li>' for k, r in results.items()]
     if extras:
@@ -744,31 +865,58 @@ def _render_html(run_dir: Path, metrics: dict, results: dict, summary: pd.DataFr
     parts.append("<h2>Contents</h2><ul>" + "".join(toc) + "</ul>")
     parts.append('<h2 id="warnings">Warnings</h2>')
     if metrics["warnings"]:
-        parts.append('<div class="warn"><ul>' + "".join(f"<li>{esc(w)}</li>"
-                                                        for w in metrics["warnings"])
-                     + "</ul></div>")
+        parts.append(
+            '<div class="warn"><ul>'
+            + "".join(f"<li>{esc(w)}</li>" for w in metrics["warnings"])
+            + "</ul></div>"
+        )
     else:
         parts.append("<p>None.</p>")
     parts.append('<h2 id="summary">Summary</h2>' + _methods_html(metrics))
-    th = pd.DataFrame([{"model": m, **{op: t.get(op, math.nan) for op in OPERATING_POINTS},
-                        "source": metrics["threshold_source"].get(m, "")}
-                       for m, t in metrics["thresholds"].items()])
+    th = pd.DataFrame(
+        [
+            {
+                "model": m,
+                **{op: t.get(op, math.nan) for op in OPERATING_POINTS},
+                "source": metrics["threshold_source"].get(m, ""),
+            }
+            for m, t in metrics["thresholds"].items()
+        ]
+    )
     parts.append("<h3>Thresholds (fixed on dev)</h3>" + df_html(th, digits=4))
-    cols = ["set", "model", "n", "n_pos", "n_neg", "auc", "auc_ci_low", "auc_ci_high",
-            "auc_boot_ci_low", "auc_boot_ci_high", "brier", "cal_intercept", "cal_slope",
-            "average_precision", "max_f1"]
+    cols = [
+        "set",
+        "model",
+        "n",
+        "n_pos",
+        "n_neg",
+        "auc",
+        "auc_ci_low",
+        "auc_ci_high",
+        "auc_boot_ci_low",
+        "auc_boot_ci_high",
+        "brier",
+        "cal_intercept",
+        "cal_slope",
+        "average_precision",
+        "max_f1",
+    ]
     parts.append("<h3>Discrimination and calibration, all sets</h3>" + df_html(summary[cols]))
     for key, r in results.items():
         parts.append(_set_html(key, r, figs.get(key, {}), metrics))
     if extras:
         parts.append('<h2 id="extras">Stacking, imaging and explanation summaries</h2>')
-        titles = {"family_comparison": "Stacker families compared (inner CV on dev)",
-                  "imaging_summary": "Imaging backbones (out-of-fold summary)",
-                  "lesion_focus_summary": "Saliency energy inside the lesion box (explain layer)"}
+        titles = {
+            "family_comparison": "Stacker families compared (inner CV on dev)",
+            "imaging_summary": "Imaging backbones (out-of-fold summary)",
+            "lesion_focus_summary": "Saliency energy inside the lesion box (explain layer)",
+        }
         for name, frame in extras.items():
             parts.append(f"<h3>{esc(titles.get(name, name))}</h3>" + df_html(frame))
-    parts.append(f'<hr><p class="note">{esc(metrics["generated_by"])}. Tables: tables/*.csv; '
-                 f"figures: figures/*.png; all numbers: metrics.json. {DISCLAIMER}</p>")
+    parts.append(
+        f'<hr><p class="note">{esc(metrics["generated_by"])}. Tables: tables/*.csv; '
+        f"figures: figures/*.png; all numbers: metrics.json. {DISCLAIMER}</p>"
+    )
     return html_page(f"multibone evaluation: {run_dir.name}", "\n".join(parts))
 
 
@@ -779,55 +927,115 @@ def _fig(figs: dict, name: str, alt: str) -> str:
 
 def _set_html(key: str, r: dict, figs: dict, metrics: dict) -> str:
     lab = r["label"]
-    parts = [f'<h2 id="set-{key}">{esc(lab)}</h2>',
-             f"<p>n = {r['n']} ({r['n_pos']} positive, {r['n_neg']} negative).</p>"]
+    parts = [
+        f'<h2 id="set-{key}">{esc(lab)}</h2>',
+        f"<p>n = {r['n']} ({r['n_pos']} positive, {r['n_neg']} negative).</p>",
+    ]
     notes = {m: v["auc"]["note"] for m, v in r["models"].items() if v["auc"]["note"]}
     if notes:
-        parts.append('<p class="warn">' + esc(next(iter(notes.values())))
-                     + " — AUC, ROC and PR are not reported for this set; the rest is.</p>")
-    parts.append('<div class="figs">' + _fig(figs, "roc", f"ROC {lab}")
-                 + _fig(figs, "pr", f"PR {lab}") + "</div>")
+        parts.append(
+            '<p class="warn">'
+            + esc(next(iter(notes.values())))
+            + " — AUC, ROC and PR are not reported for this set; the rest is.</p>"
+        )
+    parts.append(
+        '<div class="figs">'
+        + _fig(figs, "roc", f"ROC {lab}")
+        + _fig(figs, "pr", f"PR {lab}")
+        + "</div>"
+    )
     rows = []
     for model, m in r["models"].items():
         for op, row in m["operating_points"].items():
-            rows.append({"model": model, "operating point": LABELS.get(op, op),
-                         "threshold": row["threshold"], "TP": row["TP"], "FP": row["FP"],
-                         "TN": row["TN"], "FN": row["FN"],
-                         "accuracy": _ci(row, "accuracy"), "sensitivity": _ci(row, "sensitivity"),
-                         "specificity": _ci(row, "specificity"), "PPV": _ci(row, "ppv"),
-                         "NPV": _ci(row, "npv"),
-                         "F1": _ci(row, "f1", boot=True), "LR+": _ci(row, "lr_pos", digits=2),
-                         "LR-": _ci(row, "lr_neg", digits=2)})
-    parts.append("<h3>Operating points (Wilson 95% CI; F1: bootstrap CI)</h3>"
-                 + df_html(pd.DataFrame(rows), digits=4))
+            rows.append(
+                {
+                    "model": model,
+                    "operating point": LABELS.get(op, op),
+                    "threshold": row["threshold"],
+                    "TP": row["TP"],
+                    "FP": row["FP"],
+                    "TN": row["TN"],
+                    "FN": row["FN"],
+                    "accuracy": _ci(row, "accuracy"),
+                    "sensitivity": _ci(row, "sensitivity"),
+                    "specificity": _ci(row, "specificity"),
+                    "PPV": _ci(row, "ppv"),
+                    "NPV": _ci(row, "npv"),
+                    "F1": _ci(row, "f1", boot=True),
+                    "LR+": _ci(row, "lr_pos", digits=2),
+                    "LR-": _ci(row, "lr_neg", digits=2),
+                }
+            )
+    parts.append(
+        "<h3>Operating points (Wilson 95% CI; F1: bootstrap CI)</h3>"
+        + df_html(pd.DataFrame(rows), digits=4)
+    )
     parts.append(_fig(figs, "confusion", f"confusion matrices {lab}"))
     vs = pd.DataFrame(_vs_rows(key, r))
     if not vs.empty:
-        show = vs[["model", "reference", "auc_model", "auc_reference", "auc_diff", "delong_z",
-                   "delong_p", "diff_boot_ci_low", "diff_boot_ci_high"]
-                  + [c for c in vs.columns if c.startswith("mcnemar_") and
-                     not c.endswith("accuracy_p")]]
+        show = vs[
+            [
+                "model",
+                "reference",
+                "auc_model",
+                "auc_reference",
+                "auc_diff",
+                "delong_z",
+                "delong_p",
+                "diff_boot_ci_low",
+                "diff_boot_ci_high",
+            ]
+            + [c for c in vs.columns if c.startswith("mcnemar_") and not c.endswith("accuracy_p")]
+        ]
         show = show.rename(columns=lambda c: c.replace("mcnemar_", "McNemar ").replace("_p", " p"))
-        parts.append("<h3>Each model against the stacker (paired DeLong; McNemar at each "
-                     "operating point)</h3>"
-                     + df_html(show, p_columns=[c for c in show.columns if c.endswith(" p")]))
-    cal = pd.DataFrame([{"model": m, **{k: v["calibration"][k] for k in
-                        ("intercept", "intercept_ci_low", "intercept_ci_high", "slope",
-                         "slope_ci_low", "slope_ci_high", "brier", "oe_ratio")}}
-                        for m, v in r["models"].items()])
-    parts.append("<h3>Calibration</h3>" + df_html(cal)
-                 + '<div class="figs">' + _fig(figs, "calibration", f"calibration {lab}")
-                 + _fig(figs, "dca", f"decision curve {lab}") + "</div>")
+        parts.append(
+            "<h3>Each model against the stacker (paired DeLong; McNemar at each "
+            "operating point)</h3>"
+            + df_html(show, p_columns=[c for c in show.columns if c.endswith(" p")])
+        )
+    cal = pd.DataFrame(
+        [
+            {
+                "model": m,
+                **{
+                    k: v["calibration"][k]
+                    for k in (
+                        "intercept",
+                        "intercept_ci_low",
+                        "intercept_ci_high",
+                        "slope",
+                        "slope_ci_low",
+                        "slope_ci_high",
+                        "brier",
+                        "oe_ratio",
+                    )
+                },
+            }
+            for m, v in r["models"].items()
+        ]
+    )
+    parts.append(
+        "<h3>Calibration</h3>"
+        + df_html(cal)
+        + '<div class="figs">'
+        + _fig(figs, "calibration", f"calibration {lab}")
+        + _fig(figs, "dca", f"decision curve {lab}")
+        + "</div>"
+    )
     sg = r["_subgroups"]
     if not sg.empty:
         show = sg.copy()
-        parts.append("<h3>Subgroups (AUC with DeLong CI; accuracy at the Youden threshold, "
-                     "Wilson CI; chi-square p for accuracy differing across levels)</h3>"
-                     + df_html(show, p_columns=["p_accuracy_differs"]))
+        parts.append(
+            "<h3>Subgroups (AUC with DeLong CI; accuracy at the Youden threshold, "
+            "Wilson CI; chi-square p for accuracy differing across levels)</h3>"
+            + df_html(show, p_columns=["p_accuracy_differs"])
+        )
     st = r["_subtypes"]
     if not st.empty:
-        parts.append("<h3>Accuracy by subtype at the Youden threshold (as Table 3 of "
-                     "Wang et al. 2025)</h3>" + df_html(st))
+        parts.append(
+            "<h3>Accuracy by subtype at the Youden threshold (as Table 3 of "
+            "Wang et al. 2025)</h3>" + df_html(st)
+        )
     return "\n".join(parts)
 
 

@@ -107,8 +107,10 @@ def _fast_delong(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _prepare(y: object, score_list: list[object]) -> tuple[np.ndarray, int, int]:
     labels = as_labels(y, "y")
-    rows = [as_scores(s, labels.shape[0], f"score{'' if len(score_list) == 1 else i}")
-            for i, s in enumerate(score_list)]
+    rows = [
+        as_scores(s, labels.shape[0], f"score{'' if len(score_list) == 1 else i}")
+        for i, s in enumerate(score_list)
+    ]
     require_both_classes(labels, 2, "AUC (DeLong)")
     order = np.argsort(-labels, kind="stable")  # positives first
     m = int(labels.sum())
@@ -124,9 +126,7 @@ def _resolve_direction(y: np.ndarray, s: np.ndarray, direction: str) -> str:
     return "<" if np.median(s[y == 0]) <= np.median(s[y == 1]) else ">"
 
 
-def delong_auc(
-    y: object, score: object, *, level: float = 0.95, direction: str = "<"
-) -> AUCResult:
+def delong_auc(y: object, score: object, *, level: float = 0.95, direction: str = "<") -> AUCResult:
     """ROC AUC with DeLong variance and CI.
 
     Parameters

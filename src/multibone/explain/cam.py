@@ -316,7 +316,9 @@ def _logit(out: object, model: nn.Module) -> torch.Tensor:
     if isinstance(out, tuple | list):
         out = out[0]
     if not isinstance(out, torch.Tensor):
-        raise InputError(f"model {type(model).__name__} returned {type(out).__name__}, not a tensor")
+        raise InputError(
+            f"model {type(model).__name__} returned {type(out).__name__}, not a tensor"
+        )
     if out.ndim == 2 and out.shape[1] == 1:
         return out[:, 0]
     if out.ndim == 1:
@@ -464,7 +466,9 @@ def _score_cam(
         if len(chosen):
             weights[chosen] = torch.softmax(scores, dim=0)
         cam_low = (weights[:, None, None] * low.double().cpu()).sum(0)
-        constant = bool((torch.clamp(cam_low, min=0).amax() - torch.clamp(cam_low, min=0).amin()) <= 0)
+        constant = bool(
+            (torch.clamp(cam_low, min=0).amax() - torch.clamp(cam_low, min=0).amin()) <= 0
+        )
         cam = _finish(cam_low, size)
     notes = _notes((h, w), constant or len(chosen) == 0)
     if len(chosen) < len(candidates):
@@ -710,7 +714,9 @@ def lesion_focus(
     from multibone.explain.overlay import box_area_share, cam_energy_in_box
 
     if len(crops) != len(boxes):
-        raise InputError(f"lesion_focus: {len(crops)} crops but {len(boxes)} boxes; give one box per crop")
+        raise InputError(
+            f"lesion_focus: {len(crops)} crops but {len(boxes)} boxes; give one box per crop"
+        )
     for m in methods:
         if m not in METHODS:
             raise InputError(f"CAM method must be one of {', '.join(METHODS)}; got {m!r}")

@@ -6,8 +6,8 @@
   a square for the model; the map is resized back to the box's shape).
 * :func:`cam_energy_in_box` / :func:`box_area_share` - share of map energy
   inside the lesion box, and the share an evenly spread map would get.
-* :func:`margin_box` / :func:`box_in_crop` - box arithmetic between the
-  radiograph, the (margin-enlarged) crop and the resized crop.
+* :func:`box_in_crop` - a radiograph box (the lesion) in the pixels of the
+  resized crop; the crop box itself comes from ``multibone.io.roi_box``.
 
 Boxes are ``(x0, y0, x1, y1)`` in pixels, x1 / y1 exclusive, as in
 ``multibone.io.crop_roi``.
@@ -30,7 +30,6 @@ __all__ = [
     "box_in_crop",
     "cam_energy_in_box",
     "colormap",
-    "margin_box",
     "overlay",
     "resize_map",
     "save_png",
@@ -93,7 +92,9 @@ def colormap(cam: np.ndarray, cmap: str = "jet") -> np.ndarray:
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError as err:
-        raise InputError(f"unknown matplotlib colormap {cmap!r}; try 'jet', 'turbo' or 'inferno'") from err
+        raise InputError(
+            f"unknown matplotlib colormap {cmap!r}; try 'jet', 'turbo' or 'inferno'"
+        ) from err
     rgba = cm(np.clip(cam, 0.0, 1.0))
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
@@ -142,7 +143,9 @@ def overlay(
         x0, y0, x1, y1 = _int_box(box, (h, w), "overlay box")
     heat = colormap(resize_map(cam, (y1 - y0, x1 - x0)), cmap).astype(np.float32)
     region = rgb[y0:y1, x0:x1].astype(np.float32)
-    rgb[y0:y1, x0:x1] = np.clip((1.0 - alpha) * region + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+    rgb[y0:y1, x0:x1] = np.clip((1.0 - alpha) * region + alpha * heat + 0.5, 0, 255).astype(
+        np.uint8
+    )
     if box is not None and outline:
         rgb[y0, x0:x1] = rgb[y1 - 1, x0:x1] = 255
         rgb[y0:y1, x0] = rgb[y0:y1, x1 - 1] = 255
@@ -198,29 +201,14 @@ def box_area_share(box: Box, shape: tuple[int, int]) -> float:
     return (x1 - x0) * (y1 - y0) / float(h * w)
 
 
-def margin_box(roi: Box | None, margin: float, image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The crop box ``crop_roi(pixels, roi, margin)`` cuts, in image pixels.
-
-    ``margin`` is the fraction of the box's width (height) added on the left
-    and right (top and bottom); the result is clipped to the image. ``roi``
-    None means the whole image.
-    """
-    h, w = int(image_shape[0]), int(image_shape[1])
-    if roi is None:
-        return 0, 0, w, h
-    if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
-        raise InputError(f"crop margin must be a number >= 0; got {margin!r}")
-    x0, y0, x1, y1 = (float(v) for v in roi)
-    mx, my = margin * (x1 - x0), margin * (y1 - y0)
-    return _int_box((x0 - mx, y0 - my, x1 + mx, y1 + my), (h, w), "ROI")
-
-
-def box_in_crop(box: Box, crop_box: Box, size: int | tuple[int, int]) -> tuple[float, float, float, float]:
+def box_in_crop(
+    box: Box, crop_box: Box, size: int | tuple[int, int]
+) -> tuple[float, float, float, float]:
     """Map a box in image pixels into the pixels of the crop resized to ``size``.
 
     Args:
         box: lesion box in the radiograph (x0, y0, x1, y1).
-        crop_box: the region that was cropped (e.g. :func:`margin_box`).
+        crop_box: the region that was cropped, ``multibone.io.roi_box(shape, roi, margin)``.
         size: side of the square the crop was resized to, or (H, W).
     """
     sh, sw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))

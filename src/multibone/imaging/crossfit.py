@@ -211,6 +211,27 @@ def inner_split(
     return sorted(ids[order][tr]), sorted(ids[order][va])
 
 
+def _inner_for_fold(
+    patients: pd.DataFrame, k: int, config: ImagingConfig
+) -> tuple[list[str], list[str], list[str]]:
+    """(train ids, inner validation ids, held-out ids) of dev fold ``k``, leakage-checked."""
+    from multibone.cohort.splits import check_no_leakage
+
+    dev = patients[patients["split"] == "dev"]
+    pool = dev[dev["fold"] != k]
+    held = dev.loc[dev["fold"] == k, "patient_id"].tolist()
+    train_ids, val_ids = inner_split(
+        pool["patient_id"].tolist(),
+        pool["label"].to_numpy(),
+        config.val_fraction,
+        derive_seed(config.seed, "inner-val", k),
+        what=f"fold {k}",
+    )
+    check_no_leakage(train_ids + val_ids, held, what=f"fold {k} training vs fold {k} scoring")
+    check_no_leakage(train_ids, val_ids, what=f"fold {k} training vs fold {k} validation")
+    return train_ids, val_ids, held
+
+
 # --------------------------------------------------------------------------- train_images
 
 
@@ -321,6 +342,9 @@ def _train_images(
         table.groupby("patient_id", sort=False)[["split", "fold", "label"]].first().reset_index()
     )
     folds = _check_folds(patients)
+    # Inner validation splits are fixed per fold (same for every backbone) and checked
+    # before anything is written.
+    inner = {k: _inner_for_fold(patients, k, config) for k in folds}
     dist0 = DistInfo() if not _env_distributed() else None
     device = resolve_device(config.device, dist0)
     dist = init_distributed(device) if dist0 is None else dist0
@@ -371,6 +395,7 @@ def _train_images(
                 device=device,
                 dist=dist,
                 data_key=data_key,
+                inner=inner[k],
                 resume=resume,
                 progress=progress,
                 on_epoch_end=on_epoch_end,
@@ -421,12 +446,11 @@ def _train_fold(
     device: torch.device,
     dist: DistInfo,
     data_key: str,
+    inner: tuple[list[str], list[str], list[str]],
     resume: bool,
     progress: bool,
     on_epoch_end: EpochCallback | None,
 ) -> dict:
-    from multibone.cohort.splits import check_no_leakage
-
     paths = _fold_paths(out_dir, backbone, k)
     spec = get_spec(backbone)
     fingerprint = _sha({"run": data_key, "backbone": backbone, "fold": k})
@@ -437,21 +461,9 @@ def _train_fold(
                 log.info("%s fold %d: already trained (resume), skipping", backbone, k)
             return meta["training"]
 
-    dev = patients[patients["split"] == "dev"]
-    pool = dev[dev["fold"] != k]
-    held = dev.loc[dev["fold"] == k, "patient_id"].tolist()
-    train_ids, val_ids = inner_split(
-        pool["patient_id"].tolist(),
-        pool["label"].to_numpy(),
-        config.val_fraction,
-        derive_seed(config.seed, "inner-val", k),
-        what=f"fold {k}",
-    )
-    check_no_leakage(train_ids + val_ids, held, what=f"fold {k} training vs fold {k} scoring")
-    check_no_leakage(train_ids, val_ids, what=f"fold {k} training vs fold {k} validation")
-
+    train_ids, val_ids, held = inner
     tr_mask = table["patient_id"].isin(set(train_ids)).to_numpy()
-    va_rows = table.index[table["patient_id"].isin(set(val_ids))].to_numpy()
+    va_rows = np.flatnonzero(table["patient_id"].isin(set(val_ids)).to_numpy())
     train_x = crops[torch.from_numpy(np.flatnonzero(tr_mask))]
     train_y = torch.tensor(table.loc[tr_mask, "label"].to_numpy(), dtype=torch.float32)
     val_x = crops[torch.from_numpy(va_rows)]

@@ -124,7 +124,9 @@ def _dt(rs: int) -> DecisionTreeClassifier:
 
 
 def _lr(rs: int) -> LogisticRegression:
-    return LogisticRegression(max_iter=2000, random_state=rs)
+    # newton-cholesky: same objective as lbfgs, ~10x faster on few features, and
+    # free of the BLAS-thread stalls lbfgs shows on a busy machine.
+    return LogisticRegression(solver="newton-cholesky", max_iter=1000, random_state=rs)
 
 
 def _xgb(rs: int) -> Any:

@@ -101,10 +101,20 @@ def run_stacking(
     timings["compare_families"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    stacker = fit_stacker(Xd, yd, gd, config, family)
+    # compare_families tuned this family on the same folds with the same seed:
+    # reuse its choice rather than tuning twice.
+    compared = comparison.set_index("family")
+    params = compared.loc[family, "best_params"] if family in compared.index else None
+    stacker = fit_stacker(Xd, yd, gd, config, family, params=params)
+    if params is not None:
+        stacker.tuning_ = {
+            "best_params": params,
+            "cv_auc": float(compared.loc[family, "cv_auc"]),
+            "mean_fold_auc": float(compared.loc[family, "mean_fold_auc"]),
+        }
     timings["fit_stacker"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = None if config.nested else stacker.tuning_.best_params
+    params = None if config.nested else dict(stacker.params)
     p_dev = oof_predict(Xd, yd, gd, config, family, folds=folds, params=params, progress=progress)
     timings["oof_stacker"] = time.perf_counter() - t0
 
@@ -117,7 +127,7 @@ def run_stacking(
     if clinical and backbones:
         t0 = time.perf_counter()
         clin = fit_stacker(Xd[clinical], yd, gd, config, family)
-        cparams = None if config.nested else clin.tuning_.best_params
+        cparams = None if config.nested else dict(clin.params)
         p_clin_dev = oof_predict(
             Xd[clinical], yd, gd, config, family, folds=folds, params=cparams, progress=progress
         )

@@ -228,7 +228,9 @@ def fit_stacker(
 
     Tuning and calibration share the inner folds ``make_group_folds(y, groups,
     config.inner_folds, config.seed)``. The returned stacker carries
-    ``tuning_`` (a :class:`TuningResult`, or None when ``params`` was given).
+    ``tuning_``: None when ``params`` was given, else a dict with
+    ``best_params``, ``mean_fold_auc``, ``n_candidates``, ``seconds`` and the
+    inner ``splits`` (list of (train_idx, test_idx)) the search used.
 
     Parameters
     ----------
@@ -252,7 +254,17 @@ def fit_stacker(
         missing_indicator=config.missing_indicator,
         random_state=config.seed,
     ).fit(frame, y, groups)
-    stacker.tuning_ = tuning
+    stacker.tuning_ = (
+        None
+        if tuning is None
+        else {
+            "best_params": tuning.best_params,
+            "mean_fold_auc": tuning.mean_fold_auc,
+            "n_candidates": tuning.n_candidates,
+            "seconds": tuning.seconds,
+            "splits": tuning.splits,
+        }
+    )
     return stacker
 
 

@@ -1,0 +1,122 @@
+"""``multibone stack`` and run_stacking: outputs, baselines, clinical-only, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from stacking_sim import simulate
+
+from multibone.cli import main
+
+FAST_YAML = """
+stacking:
+  compare: [rf, lr, dt]
+  inner_folds: 3
+  n_iter: 1
+  bootstrap: 20
+  nested: false
+"""
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> dict[str, Path]:
+    """A 60-patient manifest (no image files: stack never opens images) + scores."""
+    d = tmp_path_factory.mktemp("stack")
+    X, y, ids = simulate(n=60, seed=5, backbones=("e3",))
+    split = np.where(np.arange(60) < 48, "dev", "test")
+    manifest = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "image_path": [f"images/{i}.png" for i in ids],
+            "diagnosis": np.where(y == 1, "infection", "tumor"),
+            "age": X["age"].round(1),
+            "sex": np.where(X["sex_male"] == 1, "M", "F"),
+            "location": np.where(X["location_axial"] == 1, "axial", "appendicular"),
+            "crp": X["crp_abnormal"].map({1.0: "abnormal", 0.0: "normal"}).fillna(""),
+            "esr": X["esr_abnormal"].map({1.0: "abnormal", 0.0: "normal"}).fillna(""),
+            "split": split,
+        }
+    )
+    manifest.to_csv(d / "manifest.csv", index=False)
+    scores = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "split": split,
+            "fold": np.where(split == "dev", np.arange(60) % 3, -1),
+            "label": y.astype(float),
+            "e3": X["e3"].to_numpy(),
+        }
+    )
+    scores.to_csv(d / "patient_scores.csv", index=False)
+    scores.drop(columns=["e3"]).to_csv(d / "tables_only.csv", index=False)
+    scores.assign(patient_id=[*ids[:-2], "X1", "X2"]).to_csv(d / "wrong_ids.csv", index=False)
+    (d / "fast.yaml").write_text(FAST_YAML)
+    return {"dir": d, "manifest": d / "manifest.csv", "config": d / "fast.yaml"}
+
+
+def _stack(cohort, out: Path, scores: str | None, *extra: str) -> int:
+    argv = ["stack", "--manifest", str(cohort["manifest"]), "--config", str(cohort["config"])]
+    if scores:
+        argv += ["--scores", str(cohort["dir"] / scores)]
+    return main([*argv, "--out", str(out), *extra])
+
+
+def test_stack_writes_stacker_baselines_and_thresholds(cohort, tmp_path, capsys):
+    out = tmp_path / "stacking"
+    assert _stack(cohort, out, "patient_scores.csv") == 0
+    printed = capsys.readouterr().out
+    assert "rf *" in printed and "bootstrap percentile" in printed
+    comparison = pd.read_csv(out / "family_comparison.csv")
+    assert list(comparison["family"]) == ["rf", "lr", "dt"]
+    assert json.loads(comparison["best_params"][0])  # JSON text
+    preds = pd.read_csv(out / "predictions.csv")
+    assert {"p_stacker", "p_clinical_only", "p_image_only", "p_e3"} <= set(preds.columns)
+    assert preds["p_stacker"].between(0, 1).all() and len(preds) == 60
+    thresholds = json.loads((out / "thresholds.json").read_text())
+    assert set(thresholds) == {"stacker", "clinical_only", "image_only", "e3"}
+    assert set(thresholds["stacker"]) == {"youden", "sens90", "spec90"}
+    stacker = joblib.load(out / "stacker.joblib")
+    baselines = joblib.load(out / "baselines.joblib")
+    assert set(baselines) == {"e3", "image_only", "clinical_only"}
+    X = pd.DataFrame({c: [0.5] for c in stacker.feature_names_in_})
+    assert stacker.predict_proba(X).shape == (1, 2)
+    # an existing output is never overwritten without --force (nothing fitted first)
+    assert _stack(cohort, out, "patient_scores.csv") == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scores", ["tables_only.csv", None])
+def test_clinical_only_stacking_without_images(cohort, tmp_path, scores):
+    out = tmp_path / "clin"
+    assert _stack(cohort, out, scores, "--family", "lr") == 0
+    preds = pd.read_csv(out / "predictions.csv")
+    assert "p_image_only" not in preds.columns
+    np.testing.assert_allclose(preds["p_stacker"], preds["p_clinical_only"])
+    stacker = joblib.load(out / "stacker.joblib")
+    assert list(stacker.feature_names_in_) == [
+        "age", "sex_male", "location_axial", "crp_abnormal", "esr_abnormal"
+    ]
+    summary = json.loads((out / "stacking_summary.json").read_text())
+    assert summary["family"] == "lr" and summary["backbones"] == []
+
+
+def test_scores_from_another_cohort_is_refused(cohort, tmp_path, capsys):
+    assert _stack(cohort, tmp_path / "x", "wrong_ids.csv") == 2
+    err = capsys.readouterr().err
+    assert "X1, X2" in err and "P0058, P0059" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_family_in_config(cohort, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stacking:\n  family: svm\n")
+    argv = ["stack", "--manifest", str(cohort["manifest"]), "--config", str(bad)]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert "valid families are rf, adaboost, gbdt, lightgbm, dt, lr, xgboost, knn" in (
+        capsys.readouterr().err
+    )
