@@ -15,7 +15,8 @@ from multibone.cli import main
 
 FAST_YAML = """
 stacking:
-  compare: [rf, lr, dt]
+  family: dt
+  compare: [dt, lr]
   inner_folds: 3
   n_iter: 1
   bootstrap: 20
@@ -70,9 +71,9 @@ def test_stack_writes_stacker_baselines_and_thresholds(cohort, tmp_path, capsys)
     out = tmp_path / "stacking"
     assert _stack(cohort, out, "patient_scores.csv") == 0
     printed = capsys.readouterr().out
-    assert "rf *" in printed and "bootstrap percentile" in printed
+    assert "dt *" in printed and "bootstrap percentile" in printed
     comparison = pd.read_csv(out / "family_comparison.csv")
-    assert list(comparison["family"]) == ["rf", "lr", "dt"]
+    assert list(comparison["family"]) == ["dt", "lr"]
     assert json.loads(comparison["best_params"][0])  # JSON text
     preds = pd.read_csv(out / "predictions.csv")
     assert {"p_stacker", "p_clinical_only", "p_image_only", "p_e3"} <= set(preds.columns)
@@ -99,7 +100,11 @@ def test_clinical_only_stacking_without_images(cohort, tmp_path, scores):
     np.testing.assert_allclose(preds["p_stacker"], preds["p_clinical_only"])
     stacker = joblib.load(out / "stacker.joblib")
     assert list(stacker.feature_names_in_) == [
-        "age", "sex_male", "location_axial", "crp_abnormal", "esr_abnormal"
+        "age",
+        "sex_male",
+        "location_axial",
+        "crp_abnormal",
+        "esr_abnormal",
     ]
     summary = json.loads((out / "stacking_summary.json").read_text())
     assert summary["family"] == "lr" and summary["backbones"] == []

@@ -86,7 +86,9 @@ def _scores(ids=("P1", "P2", "P3", "P4"), **cols) -> pd.DataFrame:
 
 
 def test_build_table_backbones_first_then_clinical():
-    X, meta = build_stacking_table(_scores(e3=[0.9, 0.1, 0.7, 0.3], vit=[0.8, 0.2, 0.6, 0.4]), _patients())
+    X, meta = build_stacking_table(
+        _scores(e3=[0.9, 0.1, 0.7, 0.3], vit=[0.8, 0.2, 0.6, 0.4]), _patients()
+    )
     assert list(X.columns) == ["e3", "vit", *CLINICAL_FEATURES]
     assert list(X.index) == ["P1", "P2", "P3", "P4"]
     assert list(meta["split"]) == ["dev", "dev", "dev", "test"]
@@ -106,7 +108,10 @@ def test_build_table_without_backbones_is_clinical_only():
         (_scores(e3=[0.1, 1.5, 0.2, 0.3]), r"column e3.*\[0, 1\].*P2"),
         (_scores(e3=[0.1, "x", 0.2, 0.3]), "column e3"),
         (_scores().drop(columns=["fold"]), "missing column.*fold"),
-        (_scores(e3=[0.9, 0.1, 0.7, 0.3]).assign(label=[0.0, 0.0, 1.0, 0.0]), "label disagrees.*P1"),
+        (
+            _scores(e3=[0.9, 0.1, 0.7, 0.3]).assign(label=[0.0, 0.0, 1.0, 0.0]),
+            "label disagrees.*P1",
+        ),
     ],
 )
 def test_build_table_bad_input(scores, match):

@@ -69,6 +69,7 @@ def test_zero_backbones_clinical_only(data):
         ({}, {"y": "ones"}, "only one class"),
         ({}, {"y": "nan"}, "missing label"),
         ({"cv": 50}, {}, "fewer than the 50 folds"),
+        ({"params": {"depth": 3}}, {}, "family rf: unknown parameter.*depth"),
     ],
 )
 def test_bad_input(data, kwargs, fit_args, match):

@@ -16,8 +16,12 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--patients", type=int, default=200, help="number of patients (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
+    parser.add_argument(
+        "--patients", type=int, default=200, help="number of patients (default 200)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed (default 0); same seed, same files"
+    )
     parser.add_argument(
         "--difficulty",
         type=float,

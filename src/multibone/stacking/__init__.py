@@ -23,6 +23,7 @@ from multibone.stacking.features import (
 )
 from multibone.stacking.folds import make_group_folds
 from multibone.stacking.model import MissingAtPredictWarning, ScoreBaseline, Stacker
+from multibone.stacking.run import run_stacking
 from multibone.stacking.selection import (
     auc,
     bootstrap_auc_ci,
@@ -56,5 +57,6 @@ __all__ = [
     "make_group_folds",
     "oof_predict",
     "operating_points",
+    "run_stacking",
     "tune_family",
 ]

@@ -93,6 +93,13 @@ class FamilySpec:
             steps.append(("scale", StandardScaler()))
         model = self.make(random_state)
         if params:
+            valid = sorted(model.get_params(deep=True))
+            unknown = [k for k in params if k not in valid]
+            if unknown:
+                raise InputError(
+                    f"family {self.name}: unknown parameter(s) {', '.join(unknown)}; tunable "
+                    f"ones are {', '.join(self.grid)}"
+                )
             model.set_params(**params)
         steps.append(("model", model))
         return Pipeline(steps)

@@ -94,15 +94,27 @@ AGE_RANGE = (1.0, 90.0)
 SITE_SHARES: dict[str, dict[str, dict[str, float]]] = {
     "tumor": {
         "appendicular": {
-            "femur": 0.34, "tibia": 0.24, "humerus": 0.14, "fibula": 0.07,
-            "radius": 0.04, "ulna": 0.03, "hand": 0.08, "foot": 0.06,
+            "femur": 0.34,
+            "tibia": 0.24,
+            "humerus": 0.14,
+            "fibula": 0.07,
+            "radius": 0.04,
+            "ulna": 0.03,
+            "hand": 0.08,
+            "foot": 0.06,
         },
         "axial": {"pelvis": 0.38, "spine": 0.30, "sacrum": 0.12, "rib": 0.12, "skull": 0.08},
     },
     "infection": {
         "appendicular": {
-            "femur": 0.26, "tibia": 0.28, "humerus": 0.09, "fibula": 0.05,
-            "radius": 0.04, "ulna": 0.04, "hand": 0.09, "foot": 0.15,
+            "femur": 0.26,
+            "tibia": 0.28,
+            "humerus": 0.09,
+            "fibula": 0.05,
+            "radius": 0.04,
+            "ulna": 0.04,
+            "hand": 0.09,
+            "foot": 0.15,
         },
         # Spinal tuberculosis dominates axial bone infection.
         "axial": {"spine": 0.68, "pelvis": 0.14, "sacrum": 0.10, "rib": 0.05, "skull": 0.03},
@@ -112,16 +124,24 @@ SITE_SHARES: dict[str, dict[str, dict[str, float]]] = {
 #: Assumed entity shares within each WHO 2020 group (tumours) -> subtype text.
 TUMOUR_ENTITIES: dict[str, dict[str, float]] = {
     "benign": {
-        "osteochondroma": 0.28, "enchondroma": 0.16, "non-ossifying fibroma": 0.15,
-        "simple bone cyst": 0.12, "fibrous dysplasia": 0.12, "osteoid osteoma": 0.10,
+        "osteochondroma": 0.28,
+        "enchondroma": 0.16,
+        "non-ossifying fibroma": 0.15,
+        "simple bone cyst": 0.12,
+        "fibrous dysplasia": 0.12,
+        "osteoid osteoma": 0.10,
         "aneurysmal bone cyst": 0.07,
     },
     "intermediate": {
-        "giant cell tumour of bone": 0.70, "osteoblastoma": 0.15,
+        "giant cell tumour of bone": 0.70,
+        "osteoblastoma": 0.15,
         "atypical cartilaginous tumour": 0.15,
     },
     "malignant": {
-        "osteosarcoma": 0.50, "chondrosarcoma": 0.22, "ewing sarcoma": 0.16, "myeloma": 0.12,
+        "osteosarcoma": 0.50,
+        "chondrosarcoma": 0.22,
+        "ewing sarcoma": 0.16,
+        "myeloma": 0.12,
     },
 }
 
@@ -138,8 +158,22 @@ _LAB_SHAPES = {
 }
 
 PATIENT_COLUMNS = [
-    "patient_id", "center", "diagnosis", "subtype", "subtype_group", "age", "sex", "site",
-    "location", "crp", "esr", "crp_status", "esr_status", "crp_value", "esr_value", "n_views",
+    "patient_id",
+    "center",
+    "diagnosis",
+    "subtype",
+    "subtype_group",
+    "age",
+    "sex",
+    "site",
+    "location",
+    "crp",
+    "esr",
+    "crp_status",
+    "esr_status",
+    "crp_value",
+    "esr_value",
+    "n_views",
 ]
 
 # Independent random streams of the table (stream k = SeedSequence(seed).spawn(...)[k]);
@@ -200,9 +234,7 @@ def _split_counts(n: int, shares: dict[str, float]) -> dict[str, int]:
     return dict(zip(keys, counts.tolist(), strict=True))
 
 
-def _lab_values(
-    lab: str, status: np.ndarray, u: np.ndarray
-) -> np.ndarray:
+def _lab_values(lab: str, status: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Numeric lab values (float, NaN for missing) monotone in ``u`` within each category."""
     out = np.full(status.shape, np.nan)
     for cat in ("normal", "abnormal"):
@@ -260,14 +292,20 @@ def synthetic_patients(
     Raises:
         InputError: ``n_patients`` < 1, a negative seed or bad centre shares.
     """
-    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
+    if (
+        isinstance(n_patients, bool)
+        or not isinstance(n_patients, (int, np.integer))
+        or n_patients < 1
+    ):
         raise InputError(f"n_patients must be a whole number >= 1, got {n_patients!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
     shares = dict(CENTER_SHARES if center_shares is None else center_shares)
-    if not shares or any((not isinstance(v, (int, float))) or v < 0 for v in shares.values()) or sum(
-        shares.values()
-    ) <= 0:
+    if (
+        not shares
+        or any((not isinstance(v, (int, float))) or v < 0 for v in shares.values())
+        or sum(shares.values()) <= 0
+    ):
         raise InputError(f"center_shares must map centre names to shares >= 0, got {shares!r}")
     n = int(n_patients)
     streams = dict(

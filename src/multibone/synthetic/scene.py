@@ -269,7 +269,12 @@ def band_noise(
 
 
 #: Texture kinds of the bank: name -> (period px, stretch along y).
-_TEXTURES = {"trabecular": (5.0, 2.2), "trabecular_iso": (5.0, 1.0), "fine": (4.5, 1.0), "mid": (11.0, 1.0)}
+_TEXTURES = {
+    "trabecular": (5.0, 2.2),
+    "trabecular_iso": (5.0, 1.0),
+    "fine": (4.5, 1.0),
+    "mid": (11.0, 1.0),
+}
 _BANK_SIZE = 512
 _BANK_FIELDS = 6
 
@@ -362,7 +367,11 @@ def _long_bone(
 ) -> _Scene:
     theta = rng.uniform(-0.18, 0.18) + {"AP": 0.0, "lateral": 0.08, "oblique": -0.06}[view]
     s, c = math.sin(theta), math.cos(theta)
-    ws = width_scale * (0.8 if paediatric else 1.0) * {"AP": 1.0, "lateral": 0.92, "oblique": 0.96}[view]
+    ws = (
+        width_scale
+        * (0.8 if paediatric else 1.0)
+        * {"AP": 1.0, "lateral": 0.92, "oblique": 0.96}[view]
+    )
     r0 = w * rng.uniform(0.115, 0.14) * ws
     gap = r0 * rng.uniform(0.35, 0.7)
     # Centres across the image of the parallel bones; the lesion is in bone 0.
@@ -459,7 +468,9 @@ def _vertebra(
     if view == "AP":
         # Pedicles: oval rings at the upper lateral corners of each body.
         for side in (-1.0, 1.0):
-            pr = np.sqrt(((du + 0.15 * hb) / (0.22 * hb)) ** 2 + ((v - side * 0.6 * bw) / (0.15 * bw)) ** 2)
+            pr = np.sqrt(
+                ((du + 0.15 * hb) / (0.22 * hb)) ** 2 + ((v - side * 0.6 * bw) / (0.15 * bw)) ** 2
+            )
             bone += 0.3 * np.exp(-(((pr - 1.0) / 0.18) ** 2))
         sp = np.sqrt(((du - 0.1 * hb) / (0.28 * hb)) ** 2 + (v / (0.07 * bw)) ** 2)
         bone += 0.3 * np.exp(-(((sp - 1.0) / 0.35) ** 2))
@@ -478,9 +489,12 @@ def _vertebra(
     ly = cy0 + lu * c - lv * s
     torso = 0.55 + 0.2 * np.cos(np.clip(v / w, -0.5, 0.5) * np.pi)
     para = 0.18 * np.exp(-(((np.abs(v) - 1.45 * bw) / (0.35 * bw)) ** 2))
-    abscess = strengths["swelling"] * rng.uniform(0.35, 0.6) * np.exp(
-        -(((u - lu) / (1.6 * hb)) ** 2)
-    ) * np.exp(-(((np.abs(v) - 1.15 * bw) / (0.4 * bw)) ** 2))
+    abscess = (
+        strengths["swelling"]
+        * rng.uniform(0.35, 0.6)
+        * np.exp(-(((u - lu) / (1.6 * hb)) ** 2))
+        * np.exp(-(((np.abs(v) - 1.15 * bw) / (0.4 * bw)) ** 2))
+    )
     soft = (torso + para + abscess).astype(np.float32)
     return _Scene(soft, bone, lx, ly, theta, a, b, None, inside)
 
@@ -559,7 +573,10 @@ def _paint_lesion(
     va = dx * c - dy * s
     phi = np.arctan2(va / b_eff, ua / a)
     amps, phases = lesion.lobes[:4], lesion.lobes[4:]
-    lob = 1.0 + sum(amp * np.cos((k + 2) * phi + ph_) for k, (amp, ph_) in enumerate(zip(amps, phases, strict=True)))
+    lob = 1.0 + sum(
+        amp * np.cos((k + 2) * phi + ph_)
+        for k, (amp, ph_) in enumerate(zip(amps, phases, strict=True))
+    )
     q = np.sqrt((ua / a) ** 2 + (va / b_eff) ** 2) / lob
     mean_r = 0.5 * (a + b_eff)
     wq = max(st["edge_px"], 0.6) / mean_r
@@ -600,10 +617,16 @@ def _paint_lesion(
         per = rng.uniform(2.6, 3.6)
         depth = per * rng.integers(3, 5)
         layers = (0.5 + 0.5 * np.cos(2 * np.pi * d_out / per)) ** 2
-        env = np.exp(-((ua / (1.5 * a)) ** 4)) * _sig((d_out - 0.8) / 0.5) * _sig((depth - d_out) / 1.0)
+        env = (
+            np.exp(-((ua / (1.5 * a)) ** 4))
+            * _sig((d_out - 0.8) / 0.5)
+            * _sig((depth - d_out) / 1.0)
+        )
         bone += 0.55 * st["lamellated"] * layers * env
     if lesion.sequestrum:
-        rq = np.sqrt(((ua - 0.2 * a * math.cos(lesion.lobes[5])) / (0.3 * a)) ** 2 + (va / (0.26 * b)) ** 2)
+        rq = np.sqrt(
+            ((ua - 0.2 * a * math.cos(lesion.lobes[5])) / (0.3 * a)) ** 2 + (va / (0.26 * b)) ** 2
+        )
         rq = rq / (1.0 + 0.25 * fine2 * 0.3)
         bone += 0.9 * _sig((1.0 - rq) / 0.08)
     np.maximum(bone, 0.0, out=bone)

@@ -53,6 +53,7 @@ from multibone.synthetic.clinical import (
 )
 from multibone.synthetic.scene import (
     VIEWS,
+    LesionAppearance,
     draw_lesion,
     evidence_ceiling_auc,
     evidence_separation,
@@ -60,12 +61,33 @@ from multibone.synthetic.scene import (
 )
 
 MANIFEST_COLUMNS = [
-    "patient_id", "image_path", "view", "roi_x0", "roi_y0", "roi_x1", "roi_y1", "center",
-    "diagnosis", "subtype", "age", "sex", "site", "location", "crp", "esr", "subtype_group",
+    "patient_id",
+    "image_path",
+    "view",
+    "roi_x0",
+    "roi_y0",
+    "roi_x1",
+    "roi_y1",
+    "center",
+    "diagnosis",
+    "subtype",
+    "age",
+    "sex",
+    "site",
+    "location",
+    "crp",
+    "esr",
+    "subtype_group",
 ]
 TRUTH_COLUMNS = [
-    "patient_id", "image_path", "evidence", "tumour_likeness", "tumour_family",
-    "infection_family", "sequestrum", "format",
+    "patient_id",
+    "image_path",
+    "evidence",
+    "tumour_likeness",
+    "tumour_family",
+    "infection_family",
+    "sequestrum",
+    "format",
 ]
 
 _IMAGE_STREAM = 100  # spawn key of the image streams (the clinical table uses 0..7)
@@ -90,7 +112,11 @@ class ImagePlan:
 
 def _plan_images(patients: list[dict[str, Any]], seed: int) -> list[list[ImagePlan]]:
     """File name and format of every image (a fixed cycle, phase set by the seed)."""
-    phase = int(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_IMAGE_STREAM + 1,))).integers(10))
+    phase = int(
+        np.random.default_rng(
+            np.random.SeedSequence(seed, spawn_key=(_IMAGE_STREAM + 1,))
+        ).integers(10)
+    )
     plans: list[list[ImagePlan]] = []
     k = phase
     n_dicom = n_png = 0
@@ -175,7 +201,9 @@ def write_dicom(
     pid = str(patient["patient_id"])
 
     def uid(*parts: object) -> str:
-        return str(generate_uid(prefix=None, entropy_srcs=[_UID_PREFIX, str(seed), pid, *map(str, parts)]))
+        return str(
+            generate_uid(prefix=None, entropy_srcs=[_UID_PREFIX, str(seed), pid, *map(str, parts)])
+        )
 
     sop_uid = uid(plan.view, "sop")
     meta = FileMetaDataset()
@@ -246,11 +274,30 @@ def write_dicom(
 # --------------------------------------------------------------------------- cohort
 
 
-def _render_patient(task: tuple[int, dict[str, Any], list[ImagePlan], int, float, str]) -> list[dict[str, Any]]:
+def patient_streams(seed: int, index: int) -> list[np.random.SeedSequence]:
+    """Seed sequences of patient ``index``: [lesion, view 0, view 1, view 2]."""
+    return np.random.SeedSequence(seed, spawn_key=(_IMAGE_STREAM, index)).spawn(1 + len(VIEWS))
+
+
+def patient_lesion(
+    seed: int, index: int, diagnosis: str, subtype: str, difficulty: float
+) -> LesionAppearance:
+    """The lesion of patient ``index`` (0-based row of the clinical table) of cohort ``seed``.
+
+    Drawn from the patient's own stream: it depends on the label (and subtype,
+    which picks the pattern family) but on no other clinical value.
+    """
+    return draw_lesion(
+        np.random.default_rng(patient_streams(seed, index)[0]), diagnosis, subtype, difficulty
+    )
+
+
+def _render_patient(
+    task: tuple[int, dict[str, Any], list[ImagePlan], int, float, str],
+) -> list[dict[str, Any]]:
     """Render and write all images of one patient; return their manifest/truth rows."""
     index, patient, plans, seed, difficulty, root = task
-    pseq = np.random.SeedSequence(seed, spawn_key=(_IMAGE_STREAM, index))
-    kids = pseq.spawn(1 + len(VIEWS))
+    kids = patient_streams(seed, index)
     lesion = draw_lesion(
         np.random.default_rng(kids[0]), patient["diagnosis"], patient["subtype"], difficulty
     )
@@ -266,7 +313,9 @@ def _render_patient(task: tuple[int, dict[str, Any], list[ImagePlan], int, float
         )
         path = Path(root) / plan.file_name
         if plan.kind == "dicom":
-            write_dicom(path, view.pixels, plan=plan, patient=patient, patient_number=index + 1, seed=seed)
+            write_dicom(
+                path, view.pixels, plan=plan, patient=patient, patient_number=index + 1, seed=seed
+            )
         else:
             write_png(path, view.pixels, 16 if plan.kind == "png16" else 8)
         x0, y0, x1, y1 = view.roi
@@ -307,21 +356,21 @@ headers are fake; they exist so that multibone's rule "no DICOM identifier in
 any output" is exercised. Do not use these data to draw clinical conclusions.
 
 Made with: patients={n}, seed={seed}, difficulty={difficulty:g}
-Images: {n_images} ({counts.get('dicom', 0)} DICOM, {counts.get('png8', 0)} PNG 8-bit, {counts.get('png16', 0)} PNG 16-bit)
+Images: {n_images} ({counts.get("dicom", 0)} DICOM, {counts.get("png8", 0)} PNG 8-bit, {counts.get("png16", 0)} PNG 16-bit)
 The same version, seed and parameters give byte-identical files.
 
 What the numbers follow
 -----------------------
 The clinical table follows Table 1 of seed 004 (DeepTIRP; patient level):
   tumour share 60.6 %;
-  age {t['age_mean']} +/- {t['age_sd']} y (tumour), {i['age_mean']} +/- {i['age_sd']} y (infection)
+  age {t["age_mean"]} +/- {t["age_sd"]} y (tumour), {i["age_mean"]} +/- {i["age_sd"]} y (infection)
       (beta distribution on 1-90 y with exactly these mean and SD; whole years);
   female 41.2 % / 38.0 %; appendicular site 86.4 % / 40.1 %;
   CRP normal/abnormal/missing 54.2/36.4/9.4 % (tumour), 24.7/49.6/25.6 % (infection);
   ESR normal/abnormal/missing 23.7/66.5/9.9 % (tumour), 6.8/68.4/24.9 % (infection);
   tumour groups benign 63.5 %, intermediate 15.7 %, malignant 20.8 %;
   infections tuberculosis ~69 %, osteomyelitis ~31 %.
-Assumptions (not from the seeds): centres {', '.join(f'{k} {v:.0%}' for k, v in CENTER_SHARES.items())}
+Assumptions (not from the seeds): centres {", ".join(f"{k} {v:.0%}" for k, v in CENTER_SHARES.items())}
 (A development, B external adult with higher contrast and more noise, C external
 paediatric: ages restricted to 1-17 y, slimmer bones, open growth plates);
 site and entity shares within a location / WHO group; labs missing together
@@ -448,7 +497,9 @@ def make_synthetic_cohort(
     return out / "manifest.csv"
 
 
-def _write_tables(root: Path, patients: list[dict[str, Any]], results: list[list[dict[str, Any]]]) -> None:
+def _write_tables(
+    root: Path, patients: list[dict[str, Any]], results: list[list[dict[str, Any]]]
+) -> None:
     rows = sorted((r for rs in results for r in rs), key=lambda r: (r["index"], r["view_index"]))
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
@@ -457,9 +508,20 @@ def _write_tables(root: Path, patients: list[dict[str, Any]], results: list[list
             p = patients[r["index"]]
             w.writerow(
                 [
-                    p["patient_id"], r["image_path"], r["view"], *r["roi"], p["center"],
-                    p["diagnosis"], p["subtype"], int(p["age"]), p["sex"], p["site"],
-                    p["location"], p["crp"], p["esr"], p["subtype_group"],
+                    p["patient_id"],
+                    r["image_path"],
+                    r["view"],
+                    *r["roi"],
+                    p["center"],
+                    p["diagnosis"],
+                    p["subtype"],
+                    int(p["age"]),
+                    p["sex"],
+                    p["site"],
+                    p["location"],
+                    p["crp"],
+                    p["esr"],
+                    p["subtype_group"],
                 ]
             )
     with open(root / "lesion_truth.csv", "w", newline="", encoding="utf-8") as fh:
@@ -468,8 +530,13 @@ def _write_tables(root: Path, patients: list[dict[str, Any]], results: list[list
         for r in rows:
             w.writerow(
                 [
-                    patients[r["index"]]["patient_id"], r["image_path"], f"{r['evidence']:.4f}",
-                    f"{r['tumour_likeness']:.4f}", r["tumour_family"], r["infection_family"],
-                    int(r["sequestrum"]), r["kind"],
+                    patients[r["index"]]["patient_id"],
+                    r["image_path"],
+                    f"{r['evidence']:.4f}",
+                    f"{r['tumour_likeness']:.4f}",
+                    r["tumour_family"],
+                    r["infection_family"],
+                    int(r["sequestrum"]),
+                    r["kind"],
                 ]
             )
