@@ -30,12 +30,6 @@ ENV_BUNDLE = "MULTIBONE_BUNDLE"
 DISPLAY_MAX_SIDE = 1024
 PREVIEW_MAX_SIDE = 384
 
-OPERATING_POINTS: dict[str, str] = {
-    "sens90": "high sensitivity (sensitivity >= 0.90)",
-    "youden": "balanced (Youden index)",
-    "spec90": "high specificity (specificity >= 0.90)",
-}
-
 FORMAT_NAMES = {"dicom": "DICOM", "png": "PNG", "jpeg": "JPEG"}
 
 

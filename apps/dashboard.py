@@ -29,15 +29,13 @@ if str(_APP_DIR) not in sys.path:  # streamlit adds it; AppTest and imports from
 import _dashboard_logic as logic  # noqa: E402
 import _dashboard_model as model_tab  # noqa: E402
 
+from multibone import case as case_api  # noqa: E402  (constants and model warm-up)
 from multibone import pipeline  # noqa: E402
 from multibone.bundle import load_bundle  # noqa: E402
 from multibone.errors import MultiboneError  # noqa: E402
 
-DISCLAIMER = (
-    "**Decision support, not a diagnosis.** The probability and heatmaps come from models "
-    "trained on the data described in the Model tab; they can be wrong, and they do not "
-    "replace the clinician's judgement, histology or microbiology."
-)
+DISCLAIMER = f"**{case_api.DISCLAIMER}** See the Model tab for the data it was trained on."
+OPERATING_POINTS = case_api.OPERATING_POINTS
 OTHER_SITE = "other/unknown"
 LOCATIONS = {"": "unknown", "appendicular": "appendicular", "axial": "axial"}
 LAB_LABELS = {
@@ -68,9 +66,7 @@ def cached_bundle(path: str, manifest_sha: str):
     """Load (verify) a bundle once per process; the key is its path and bundle.json hash,
     so a rebuilt bundle at the same path is loaded afresh."""
     bundle = load_bundle(path)
-    warm = getattr(pipeline, "warm_up", None)
-    if callable(warm):  # load backbones/stacker now rather than at the first case
-        warm(bundle)
+    case_api.runtime(bundle)  # load backbones and stacker now, not at the first case
     return bundle
 
 
@@ -116,6 +112,21 @@ def no_bundle_panel(loc: logic.BundleLocation, error: str | None) -> None:
     else:
         st.error(f"No bundle at `{loc.path}` ({loc.source}): the folder has no bundle.json.")
     demo_run = pipeline.DEFAULT_DEMO_RUN
+    demo_bundle = demo_run / "bundle"
+    if (demo_bundle / "bundle.json").is_file() and loc.path.resolve() != demo_bundle.resolve():
+        st.button(
+            f"Use the demo bundle {demo_bundle} instead",
+            key="mb_use_demo",
+            on_click=_set_bundle_path,
+            args=(str(demo_bundle),),
+        )
+        return
+    force = False
+    if demo_run.is_dir() and any(demo_run.iterdir()):
+        force = st.checkbox(
+            f"Replace the existing folder {demo_run} (it holds no finished bundle)",
+            key="mb_build_force",
+        )
     if st.button(f"Build the demo bundle in {demo_run}", key="mb_build_demo"):
         bar = st.progress(0.0, text="Starting the demo run ...")
 
@@ -123,7 +134,7 @@ def no_bundle_panel(loc: logic.BundleLocation, error: str | None) -> None:
             bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
 
         try:
-            run_dir = pipeline.build_demo(demo_run, progress_callback=progress)
+            run_dir = pipeline.build_demo(demo_run, progress_callback=progress, force=force)
         except MultiboneError as exc:
             st.error(f"Building the demo failed: {exc}")
             return
@@ -134,6 +145,10 @@ def no_bundle_panel(loc: logic.BundleLocation, error: str | None) -> None:
 
 
 # --------------------------------------------------------------------------- case inputs
+
+
+def _set_bundle_path(path: str) -> None:
+    st.session_state["mb_bundle_path"] = path
 
 
 def _init_state() -> None:
@@ -345,7 +360,10 @@ def clinical_section() -> tuple[dict, dict[str, str]]:
     }
     shown: dict[str, str] = {}
     for name, msg in errors.items():
-        empty = fields.get(name) is None and name not in empty_errors
+        if name == "site":
+            empty = not fields["site"] and not fields["location"]
+        else:
+            empty = fields.get(name) in (None, "") or name in empty_errors
         if empty and not tried:  # "required" waits until the user presses the button
             continue
         slots.get(name, location_slot).error(msg)
@@ -390,14 +408,14 @@ def result_section(out: dict) -> None:
     with c3:
         op = st.radio(
             "Operating point",
-            list(logic.OPERATING_POINTS),
+            list(OPERATING_POINTS),
             key="mb_op",
-            format_func=logic.OPERATING_POINTS.get,
+            format_func=OPERATING_POINTS.get,
             horizontal=True,
         )
         d = result.decisions[op]
         st.markdown(
-            f"Decision at **{logic.OPERATING_POINTS[op]}**: **{d['call']}** "
+            f"Decision at **{OPERATING_POINTS.get(op, op)}**: **{d['call']}** "
             f"(probability {p:.2f} {'>=' if d['positive'] else '<'} threshold {d['threshold']:.2f})."
         )
         st.caption(
@@ -422,7 +440,10 @@ def result_section(out: dict) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**What moved the probability (SHAP)**")
-        st.image(expl.waterfall_png, caption=f"SHAP waterfall ({expl.shap.explainer_name})")
+        st.image(expl.waterfall_png, caption=f"SHAP waterfall ({expl.explainer})")
+        st.caption(
+            "SHAP explains the stacker before calibration; the probability above is calibrated."
+        )
     with right:
         st.markdown("**In words**")
         st.markdown("\n".join(f"- {s}" for s in expl.sentences) or "(no contributions)")
@@ -437,7 +458,10 @@ def result_section(out: dict) -> None:
             cols = st.columns(min(len(cams), 4))
             for i, cam in enumerate(cams):
                 method = {"scorecam": "Score-CAM", "gradcam": "Grad-CAM"}.get(cam.method, cam.method)
-                cols[i % len(cols)].image(cam.overlay_png, caption=f"{cam.backbone}, {method}")
+                note = f" ({cam.note})" if cam.note else ""
+                cols[i % len(cols)].image(
+                    cam.overlay_png, caption=f"{cam.backbone}, {method}{note}"
+                )
     st.download_button(
         "Download the case report (HTML)",
         data=out["report"],

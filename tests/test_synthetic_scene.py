@@ -77,17 +77,16 @@ def test_signs_lean_by_class():
     t = [feature_strengths(draw_lesion(rng, "tumor", "enchondroma", 0.5)) for _ in range(400)]
     i = [feature_strengths(draw_lesion(rng, "infection", "osteomyelitis", 0.5)) for _ in range(400)]
     for key in ("rim", "matrix"):
-        assert np.mean([f[key] for f in t]) > np.mean([f[key] for f in i]) + 0.2
+        assert np.mean([f[key] for f in t]) > np.mean([f[key] for f in i]) + 0.1
     for key in ("permeative", "lamellated", "breach", "edge_px"):
         assert np.mean([f[key] for f in i]) > np.mean([f[key] for f in t])
 
 
 def test_pattern_families_carry_no_label_information():
     # Infections get a tumour family drawn at the tumour class's mix, and vice versa.
-    table = synthetic_patients(3000, seed=4)
+    table = synthetic_patients(2000, seed=4)
     lesions = [
-        patient_lesion(4, i, r.diagnosis, r.subtype, 0.5)
-        for i, r in enumerate(table.itertuples())
+        patient_lesion(4, i, r.diagnosis, r.subtype, 0.5) for i, r in enumerate(table.itertuples())
     ]
     fam = np.array([les.tumour_family for les in lesions])
     inf = np.array([les.infection_family for les in lesions])
@@ -99,7 +98,7 @@ def test_pattern_families_carry_no_label_information():
 
 
 def test_lesion_evidence_independent_of_clinical_values_given_label():
-    table = synthetic_patients(3000, seed=9)
+    table = synthetic_patients(2000, seed=9)
     s = np.array(
         [
             patient_lesion(9, i, r.diagnosis, r.subtype, 0.5).evidence
@@ -130,10 +129,18 @@ def test_every_table_site_has_an_anatomy():
     ("call", "match"),
     [
         (lambda rng: draw_lesion(rng, "tumour?", "x", 0.5), "diagnosis must be tumor or infection"),
-        (lambda rng: draw_lesion(rng, "tumor", "x", 1.5), "difficulty must be a number from 0 to 1"),
-        (lambda rng: draw_lesion(rng, "tumor", "x", -0.1), "difficulty must be a number from 0 to 1"),
         (
-            lambda rng: render_view(rng, draw_lesion(rng, "tumor", "x", 0.5), site="femur", view="PA"),
+            lambda rng: draw_lesion(rng, "tumor", "x", 1.5),
+            "difficulty must be a number from 0 to 1",
+        ),
+        (
+            lambda rng: draw_lesion(rng, "tumor", "x", -0.1),
+            "difficulty must be a number from 0 to 1",
+        ),
+        (
+            lambda rng: render_view(
+                rng, draw_lesion(rng, "tumor", "x", 0.5), site="femur", view="PA"
+            ),
             "view must be one of AP, lateral, oblique",
         ),
     ],

@@ -98,7 +98,7 @@ _WIDTHS = (256, 272, 288, 304, 320, 336)
 # Centre -> (contrast gain about mid-grey, offset, noise SD, blur sigma px).
 _CENTER_LOOK = {
     "A": (1.0, 0.0, 0.012, 0.7),
-    "B": (1.35, 0.02, 0.026, 0.6),
+    "B": (1.25, 0.02, 0.026, 0.6),
     "C": (0.9, 0.03, 0.010, 0.8),
 }
 
@@ -364,6 +364,7 @@ def _long_bone(
     yy: np.ndarray,
     xx: np.ndarray,
     tex: np.ndarray,
+    companion: float = 1.0,
 ) -> _Scene:
     theta = rng.uniform(-0.18, 0.18) + {"AP": 0.0, "lateral": 0.08, "oblique": -0.06}[view]
     s, c = math.sin(theta), math.cos(theta)
@@ -378,7 +379,7 @@ def _long_bone(
     offsets = [0.0]
     radii = [r0]
     for k in range(1, n_bones):
-        rk = r0 * (1.9 if (n_bones == 2 and k == 1) else rng.uniform(0.85, 1.1))
+        rk = r0 * (companion if (n_bones == 2 and k == 1) else rng.uniform(0.85, 1.1))
         offsets.append(offsets[-1] + radii[-1] + gap + rk)
         radii.append(rk)
     shift = -(offsets[-1]) / 2.0 if n_bones > 1 else 0.0
@@ -677,7 +678,11 @@ def render_view(
     st = feature_strengths(lesion)
     tex = texture(rng, "trabecular" if template != "flat" else "trabecular_iso", (h, w))
     if template == "long":
-        scene = _long_bone(rng, h, w, lesion, st, wscale, n_bones, view, paediatric, yy, xx, tex)
+        # The fibula's companion is the much thicker tibia; radius and ulna are alike.
+        companion = 1.9 if site == "fibula" else 1.0
+        scene = _long_bone(
+            rng, h, w, lesion, st, wscale, n_bones, view, paediatric, yy, xx, tex, companion
+        )
     elif template == "vertebra":
         scene = _vertebra(rng, h, w, lesion, st, view, paediatric, yy, xx, tex)
     else:

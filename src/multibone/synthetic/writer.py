@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +190,7 @@ def write_dicom(
     from the 0.1 to the 99.9 percentile (widened by 10 %), so little is clipped.
     """
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     stored = to_stored_12bit(pixels, plan.photometric)
     slope, intercept = 1.0, float(plan.intercept)
@@ -201,9 +202,11 @@ def write_dicom(
     pid = str(patient["patient_id"])
 
     def uid(*parts: object) -> str:
-        return str(
-            generate_uid(prefix=None, entropy_srcs=[_UID_PREFIX, str(seed), pid, *map(str, parts)])
-        )
+        # PS3.5 B.2: "2.25." + the decimal of a UUID. A name-based UUID (v5) of the
+        # seed and image keeps UIDs unique per image and identical across runs
+        # (pydicom's generate_uid ignores its entropy sources without a prefix).
+        name = "/".join([_UID_PREFIX, str(seed), pid, *map(str, parts)])
+        return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
 
     sop_uid = uid(plan.view, "sop")
     meta = FileMetaDataset()

@@ -1,0 +1,508 @@
+"""One patient's case: input checks, prediction, explanation and report.
+
+Everything the dashboard shows and ``multibone predict`` / ``explain`` print
+comes from here, so a test can call it without Streamlit. No identifier from a
+DICOM header is ever read: images enter as pixel arrays with a display label
+such as ``"image 1"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multibone.errors import InputError
+
+#: Operating points in the order a clinician picks them, with plain names.
+OPERATING_POINTS = {
+    "sens90": "high sensitivity (>= 0.90 on development data)",
+    "youden": "balanced (Youden)",
+    "spec90": "high specificity (>= 0.90 on development data)",
+}
+DISCLAIMER = (
+    "Decision support, not a diagnosis: the probability comes from the cohort the "
+    "model bundle was trained on and must be weighed with the whole clinical picture."
+)
+
+
+@dataclass
+class CaseImage:
+    """One radiograph of the case.
+
+    pixels: float32 (H, W) in [0, 1], bone bright (``multibone.io.read_radiograph``).
+    roi: lesion box (x0, y0, x1, y1) in pixels, x1/y1 exclusive; None = whole image.
+    label: display name, e.g. ``"image 1 (DICOM)"``; never a DICOM header field.
+    """
+
+    pixels: np.ndarray
+    roi: tuple[int, int, int, int] | None = None
+    label: str = "image"
+
+
+@dataclass
+class Case:
+    """One patient's input. crp in mg/L, esr in mm/h, or "normal"/"abnormal", or None."""
+
+    images: list[CaseImage]
+    age: float
+    sex: str
+    site: str = ""
+    location: str = ""
+    crp: float | str | None = None
+    esr: float | str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "age": self.age,
+            "sex": self.sex,
+            "site": self.site or None,
+            "location": self.location or None,
+            "crp": self.crp,
+            "esr": self.esr,
+        }
+
+
+@dataclass
+class CaseResult:
+    probability: float
+    positive_class: str
+    negative_class: str
+    decisions: dict[str, dict]
+    backbone_scores: dict[str, float]
+    image_scores: dict[str, list[float]]
+    features: dict[str, float | None]
+    bundle_version: str
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["features"] = {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                         for k, v in self.features.items()}
+        d["disclaimer"] = DISCLAIMER
+        return d
+
+
+@dataclass
+class CamView:
+    image_index: int
+    backbone: str
+    method: str
+    cam: np.ndarray
+    overlay_png: bytes
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class CaseExplanation:
+    shap: Any
+    sentences: list[str]
+    waterfall_png: bytes
+    cams: list[CamView] = field(default_factory=list)
+    explainer: str = ""
+
+
+# --------------------------------------------------------------------------- input
+
+
+_FIELD_LINE = re.compile(r"^case field ([\w\[\].]+): (.*)$")
+
+
+def case_field_errors(fields: dict, images: list[CaseImage] | None = None) -> dict[str, str]:
+    """Field name -> message for every bad field (limits from ``case.schema.json``).
+
+    ``fields`` holds age, sex, site, location, crp, esr (text or numbers; empty
+    text or None = missing for the labs). Lesion boxes of ``images`` are
+    checked against their image as ``roi_1``, ``roi_2``, ... Empty dict: valid.
+    """
+    from multibone.cohort import validate_case
+    from multibone.cohort.sites import location_for_site
+
+    errors: dict[str, str] = {}
+    case = {k: v for k, v in fields.items() if k in ("age", "sex", "site", "location", "crp", "esr")}
+    case["images"] = [{"path": "image"}]
+    try:
+        validate_case(case)
+    except InputError as exc:
+        for line in str(exc).splitlines():
+            m = _FIELD_LINE.match(line)
+            if m:
+                errors.setdefault(m.group(1).split(".")[0].split("[")[0], m.group(2))
+            else:
+                errors.setdefault("case", line)
+    for key in ("age", "sex"):
+        if fields.get(key) in (None, "") and key not in errors:
+            errors[key] = f"{key} is required"
+    site, location = (fields.get("site") or ""), (fields.get("location") or "")
+    if "site" not in errors and "location" not in errors and not location:
+        if not site:
+            errors["site"] = "give the lesion's site (e.g. femur) or its location (axial/appendicular)"
+        elif not location_for_site(str(site)):
+            errors["site"] = (
+                f"site {site!r} is not a bone multibone knows; pick a known site or give the "
+                "location (axial or appendicular)"
+            )
+    for i, im in enumerate(images or [], start=1):
+        msg = roi_problem(im.roi, im.pixels.shape)
+        if msg:
+            errors[f"roi_{i}"] = msg
+    return errors
+
+
+def roi_problem(roi, shape) -> str:
+    """Plain message when a lesion box does not fit its image ('' when fine)."""
+    if roi is None:
+        return ""
+    try:
+        x0, y0, x1, y1 = (int(v) for v in roi)
+    except (TypeError, ValueError):
+        return "lesion box must be four whole numbers x0, y0, x1, y1"
+    h, w = int(shape[0]), int(shape[1])
+    if min(x0, y0) < 0:
+        return "lesion box starts outside the image (negative coordinate)"
+    if x1 <= x0 or y1 <= y0:
+        return f"lesion box is empty: x1 ({x1}) must exceed x0 ({x0}) and y1 ({y1}) exceed y0 ({y0})"
+    if x1 > w or y1 > h:
+        return f"lesion box reaches ({x1}, {y1}) but the image is {w} x {h} px (width x height)"
+    return ""
+
+
+def case_from_fields(fields: dict, images: list[CaseImage]) -> Case:
+    """Build a :class:`Case`; raises :class:`InputError` listing every bad field."""
+    if not images:
+        raise InputError("case: give at least one radiograph")
+    errors = case_field_errors(fields, images)
+    if errors:
+        raise InputError("\n".join(f"case field {k}: {v}" for k, v in errors.items()))
+    from multibone.cohort import validate_case
+
+    clean = validate_case({**{k: fields.get(k) for k in ("age", "sex", "site", "location", "crp", "esr")},
+                           "images": [{"path": "image"}]})
+    return Case(
+        images=list(images),
+        age=float(clean["age"]),
+        sex=str(clean["sex"]),
+        site=str(clean.get("site") or ""),
+        location=str(clean.get("location") or ""),
+        crp=clean.get("crp"),
+        esr=clean.get("esr"),
+    )
+
+
+def read_case_image(path: str | Path, roi=None, label: str = "image") -> CaseImage:
+    """Load a radiograph file as a :class:`CaseImage` (checks the box against the image)."""
+    from multibone.io import read_radiograph
+
+    rad = read_radiograph(path)
+    msg = roi_problem(roi, rad.pixels.shape)
+    if msg:
+        raise InputError(f"{Path(path).name}: {msg}")
+    return CaseImage(pixels=rad.pixels, roi=tuple(int(v) for v in roi) if roi else None,
+                     label=f"{label} ({rad.format.upper()})")
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class _Runtime:
+    stacker: Any
+    scorer: Any  # ImageScorer or None (clinical-only bundle)
+    features: list[str]
+    clinical: list[str]
+    backbones: list[str]
+
+
+_RUNTIMES: dict[tuple[str, str], _Runtime] = {}
+
+
+def runtime(bundle) -> _Runtime:
+    """Loaded models of a verified bundle, cached per (path, bundle.json hash)."""
+    key = (str(bundle.path), bundle.hash)
+    rt = _RUNTIMES.get(key)
+    if rt is None:
+        schema = bundle.meta["feature_schema"]
+        scorer = None
+        if bundle.backbones:
+            from multibone.imaging import ImageScorer
+
+            scorer = ImageScorer.from_dir(bundle.path / "backbones", bundle.backbones)
+        rt = _Runtime(
+            stacker=bundle.load_object("stacker.joblib"),
+            scorer=scorer,
+            features=list(schema["features"]),
+            clinical=list(schema["clinical"]),
+            backbones=list(schema["backbones"]),
+        )
+        _RUNTIMES[key] = rt
+    return rt
+
+
+def _crops(rt: _Runtime, case: Case) -> list[np.ndarray]:
+    from multibone.io import crop_roi
+
+    margin = rt.scorer.crop_margin if rt.scorer is not None else 0.0
+    return [crop_roi(im.pixels, im.roi, margin=margin) for im in case.images]
+
+
+def _feature_row(rt: _Runtime, case: Case, backbone_scores: dict[str, float]) -> pd.DataFrame:
+    from multibone.cohort import case_to_cohort
+    from multibone.stacking import clinical_features
+
+    cohort = case_to_cohort({**case.fields(), "images": [{"path": "image"}]}, check_images=False)
+    clin = clinical_features(cohort.patients)
+    row = {b: backbone_scores[b] for b in rt.backbones}
+    for c in rt.clinical:
+        row[c] = float(clin[c].iloc[0])
+    return pd.DataFrame([row], columns=rt.features, index=pd.Index(["case"], name="patient_id"))
+
+
+def predict_case(bundle, case: Case) -> CaseResult:
+    """Calibrated probability of the positive class, decisions, per-backbone scores."""
+    t0 = time.perf_counter()
+    rt = runtime(bundle)
+    if rt.backbones and not case.images:
+        raise InputError("this bundle needs at least one radiograph")
+    for i, im in enumerate(case.images, start=1):
+        msg = roi_problem(im.roi, im.pixels.shape)
+        if msg:
+            raise InputError(f"case field roi_{i}: {msg}")
+    backbone_scores: dict[str, float] = {}
+    image_scores: dict[str, list[float]] = {}
+    if rt.scorer is not None:
+        from multibone.imaging import aggregate, sigmoid
+
+        logits = rt.scorer.score(_crops(rt, case))
+        for b in rt.backbones:
+            image_scores[b] = [float(sigmoid(v)) for v in logits[b]]
+            backbone_scores[b] = float(sigmoid(aggregate(logits[b], rt.scorer.aggregation)))
+    X = _feature_row(rt, case, backbone_scores)
+    p = float(rt.stacker.predict_proba(X)[0, 1])
+    decisions = {}
+    for name, op in bundle.thresholds.items():
+        positive = p >= float(op["threshold"])
+        decisions[name] = {
+            "threshold": float(op["threshold"]),
+            "positive": bool(positive),
+            "call": bundle.positive_class if positive else bundle.negative_class,
+            "sensitivity": float(op["sensitivity"]),
+            "specificity": float(op["specificity"]),
+            "meaning": OPERATING_POINTS.get(name, name),
+        }
+    return CaseResult(
+        probability=p,
+        positive_class=bundle.positive_class,
+        negative_class=bundle.negative_class,
+        decisions=decisions,
+        backbone_scores=backbone_scores,
+        image_scores=image_scores,
+        features={k: (None if pd.isna(v) else float(v)) for k, v in X.iloc[0].items()},
+        bundle_version=bundle.version,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def explain_case(
+    bundle,
+    case: Case,
+    *,
+    cam_methods: tuple[str, ...] = ("scorecam",),
+    fast: bool = True,
+) -> CaseExplanation:
+    """SHAP contributions of the stacker and CAM overlays per image, backbone and method.
+
+    CAMs are averaged over a backbone's fold models (the score is their mean
+    too), on the crop the model saw, and drawn over that region of the
+    radiograph. SHAP explains the uncalibrated stacker; the calibrated
+    probability is shown beside it (see :mod:`multibone.explain.shap_stacker`).
+    """
+    from multibone.explain import describe_contributions, explain_stacker, waterfall_png
+
+    rt = runtime(bundle)
+    result = predict_case(bundle, case)
+    X = _feature_row(rt, case, result.backbone_scores)
+    expl = explain_stacker(rt.stacker, X)
+    sentences = describe_contributions(expl, 0, bundle.positive_class, bundle.negative_class)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = waterfall_png(expl, 0, Path(tmp) / "waterfall.png",
+                            positive_class=bundle.positive_class,
+                            negative_class=bundle.negative_class)
+        waterfall = Path(png).read_bytes()
+    cams: list[CamView] = []
+    if rt.scorer is not None and cam_methods:
+        cams = _case_cams(rt, case, cam_methods, fast)
+    return CaseExplanation(shap=expl, sentences=sentences, waterfall_png=waterfall, cams=cams,
+                           explainer=expl.explainer_name)
+
+
+def _case_cams(rt: _Runtime, case: Case, methods, fast: bool) -> list[CamView]:
+    from multibone.explain.cam import explain_image
+    from multibone.explain.overlay import overlay
+    from multibone.imaging import preprocess
+    from multibone.io import roi_box, to_uint8
+
+    margin = rt.scorer.crop_margin
+    crops = _crops(rt, case)
+    views: list[CamView] = []
+    for i, (im, crop) in enumerate(zip(case.images, crops, strict=True)):
+        box = roi_box(im.pixels.shape, im.roi, margin)
+        shown = to_uint8(im.pixels)
+        for b in rt.backbones:
+            folds = rt.scorer._models[b]
+            for method in methods:
+                t0 = time.perf_counter()
+                maps, notes = [], set()
+                for model, meta in folds:
+                    x = preprocess([crop], meta)
+                    res = explain_image(model, x, meta["cam_layer"], method=method, fast=fast)
+                    maps.append(res.map)
+                    if res.note:
+                        notes.add(res.note)
+                cam = np.mean(maps, axis=0)
+                if cam.max() > 0:
+                    cam = cam / cam.max()
+                rgb = overlay(shown, cam, 0.4, box=box, outline=im.roi is not None)
+                views.append(CamView(i, b, method, cam.astype(np.float32), _png_bytes(rgb),
+                                     time.perf_counter() - t0, "; ".join(sorted(notes))))
+    return views
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _img_tag(png: bytes, alt: str, width: int = 360) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" width="{width}" src="data:image/png;base64,{data}">'
+
+
+def case_report_html(case: Case, result: CaseResult, explanation: CaseExplanation | None = None) -> str:
+    """A self-contained HTML case report: inputs, outputs and figures.
+
+    Holds no DICOM header field: images are labelled by position and drawn
+    from pixels only.
+    """
+    from multibone.io import to_uint8
+
+    e = html.escape
+    pos, neg = result.positive_class, result.negative_class
+    rows_in = "".join(
+        f"<tr><th>{e(k)}</th><td>{e('' if v is None else str(v))}</td></tr>"
+        for k, v in case.fields().items()
+    )
+    rows_dec = "".join(
+        f"<tr><td>{e(d['meaning'])}</td><td>{d['threshold']:.3f}</td><td><b>{e(d['call'])}</b></td>"
+        f"<td>{d['sensitivity']:.2f}</td><td>{d['specificity']:.2f}</td></tr>"
+        for d in result.decisions.values()
+    )
+    rows_bb = "".join(
+        f"<tr><td>{e(b)}</td><td>{s:.3f}</td></tr>" for b, s in result.backbone_scores.items()
+    )
+    imgs = "".join(
+        "<figure>" + _img_tag(_png_bytes(np.repeat(to_uint8(im.pixels)[..., None], 3, axis=2)),
+                              im.label, 240)
+        + f"<figcaption>{e(im.label)}; lesion box {e(str(im.roi) if im.roi else 'whole image')}"
+        "</figcaption></figure>"
+        for im in case.images
+    )
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>multibone case report</title>",
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:left}figure{display:inline-block;margin:4px}.warn{background:#fff3cd;"
+        "padding:8px;border:1px solid #e0c36c}</style></head><body>",
+        "<h1>multibone case report</h1>",
+        f"<p class='warn'>{e(DISCLAIMER)}</p>",
+        "<h2>Inputs</h2><table>" + rows_in + "</table>",
+        "<div>" + imgs + "</div>",
+        "<h2>Result</h2>",
+        f"<p>Calibrated probability of <b>{e(pos)}</b> (vs {e(neg)}): "
+        f"<b>{result.probability:.1%}</b></p>",
+        "<table><tr><th>operating point</th><th>threshold</th><th>call</th>"
+        "<th>sensitivity (dev)</th><th>specificity (dev)</th></tr>" + rows_dec + "</table>",
+    ]
+    if rows_bb:
+        parts.append("<h3>Backbone scores (patient level)</h3><table><tr><th>backbone</th>"
+                     f"<th>P({e(pos)})</th></tr>" + rows_bb + "</table>")
+    if explanation is not None:
+        parts.append("<h2>Why</h2><ul>" + "".join(f"<li>{e(s)}</li>" for s in explanation.sentences)
+                     + "</ul>")
+        parts.append(f"<p><small>SHAP: {e(explanation.explainer)}; contributions explain the "
+                     "uncalibrated stacker, the probability above is calibrated.</small></p>")
+        parts.append(_img_tag(explanation.waterfall_png, "SHAP waterfall", 640))
+        if explanation.cams:
+            parts.append("<h3>Where the backbones looked (class activation maps)</h3><div>")
+            for v in explanation.cams:
+                cap = f"{case.images[v.image_index].label}: {v.backbone}, {v.method}"
+                parts.append("<figure>" + _img_tag(v.overlay_png, cap, 240)
+                             + f"<figcaption>{e(cap)}</figcaption></figure>")
+            parts.append("</div>")
+    parts.append(f"<p><small>{e(result.bundle_version)}</small></p></body></html>")
+    return "".join(parts)
+
+
+def result_json(result: CaseResult) -> str:
+    return json.dumps(result.to_json(), indent=2)
+
+
+def _lab_field(value: float, abnormal: float) -> float | str | None:
+    if not pd.isna(value):
+        return float(value)
+    if not pd.isna(abnormal):
+        return "abnormal" if abnormal == 1 else "normal"
+    return None
+
+
+def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, force: bool = False) -> Path:
+    """Score every patient of a manifest-format CSV; write one row per patient.
+
+    Output columns: patient_id, probability, one ``call_<point>`` per operating
+    point, one ``score_<backbone>`` per backbone. Written atomically; an existing
+    file is refused unless ``force``.
+    """
+    from multibone._atomic import atomic_path
+    from multibone.cohort import load_cases
+    from multibone.io import read_radiograph
+
+    cases_csv = Path(cases_csv)
+    out = Path(out) if out else cases_csv.with_name(cases_csv.stem + "_predictions.csv")
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists; pass --force to overwrite it")
+    cohort = load_cases(cases_csv, positive_class=bundle.positive_class)
+    rows = []
+    for p in cohort.patients.itertuples():
+        ims = cohort.images[cohort.images["patient_id"] == p.patient_id]
+        images = []
+        for r in ims.itertuples():
+            roi = None if pd.isna(r.roi_x0) else (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1))
+            images.append(CaseImage(read_radiograph(r.image_path).pixels, roi, f"row {r.row}"))
+        case = Case(images=images, age=float(p.age), sex=str(p.sex), site=str(p.site or ""),
+                    location=str(p.location or ""), crp=_lab_field(p.crp, p.crp_abnormal),
+                    esr=_lab_field(p.esr, p.esr_abnormal))
+        res = predict_case(bundle, case)
+        row = {"patient_id": p.patient_id, "probability": res.probability}
+        row.update({f"call_{k}": d["call"] for k, d in res.decisions.items()})
+        row.update({f"score_{b}": s for b, s in res.backbone_scores.items()})
+        rows.append(row)
+    with atomic_path(out, suffix=".csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return out

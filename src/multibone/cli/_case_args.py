@@ -1,0 +1,55 @@
+"""Arguments shared by ``predict`` and ``explain``: one case on the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from multibone.errors import InputError
+
+
+def add_case_arguments(p: argparse.ArgumentParser, *, allow_cases: bool) -> None:
+    p.add_argument("--bundle", required=True, help="model bundle folder (e.g. runs/demo/bundle)")
+    p.add_argument("--image", action="append", default=[], metavar="FILE",
+                   help="a radiograph of the patient (DICOM, PNG or JPEG); repeat for more views")
+    p.add_argument("--roi", action="append", default=[], metavar="x0,y0,x1,y1",
+                   help="lesion box of the matching --image, in pixels (x1/y1 exclusive); "
+                        "give one per image, or none for whole images")
+    p.add_argument("--age", help="age in years (0-120)")
+    p.add_argument("--sex", help="F or M")
+    p.add_argument("--site", default="", help="anatomical site, e.g. femur, tibia, spine, pelvis")
+    p.add_argument("--location", default="", choices=["", "axial", "appendicular"],
+                   help="axial or appendicular (derived from --site when omitted)")
+    p.add_argument("--crp", default=None, help="CRP in mg/L, or normal/abnormal; omit when unknown")
+    p.add_argument("--esr", default=None, help="ESR in mm/h, or normal/abnormal; omit when unknown")
+    if allow_cases:
+        p.add_argument("--cases", metavar="CSV",
+                       help="many cases at once: a manifest-format CSV (no diagnosis needed); "
+                            "writes one row per patient to --out")
+
+
+def case_from_args(args: argparse.Namespace):
+    """Build a :class:`multibone.case.Case` from the command line (errors name the flag)."""
+    from multibone.case import case_from_fields, read_case_image
+    from multibone.io import parse_roi
+
+    if not args.image:
+        raise InputError("give at least one --image FILE (or --cases CSV for many cases)")
+    if args.roi and len(args.roi) != len(args.image):
+        raise InputError(
+            f"{len(args.roi)} --roi for {len(args.image)} --image; give one box per image, in order"
+        )
+    images = []
+    for i, path in enumerate(args.image):
+        roi = None
+        if args.roi:
+            try:
+                roi = parse_roi(args.roi[i])
+            except InputError as exc:
+                raise InputError(f"--roi {args.roi[i]!r}: {exc}") from exc
+        images.append(read_case_image(path, roi, label=f"image {i + 1}"))
+    fields = {"age": args.age, "sex": args.sex, "site": args.site, "location": args.location,
+              "crp": args.crp, "esr": args.esr}
+    try:
+        return case_from_fields(fields, images)
+    except InputError as exc:
+        raise InputError(str(exc).replace("case field ", "--")) from exc

@@ -1,0 +1,450 @@
+"""End-to-end runs: what the CLI and the dashboard call.
+
+A run folder (see the README) is built in stages, each owned by its layer:
+
+1. cohort   -- ``multibone.cohort.load_cohort`` (and ``multibone.synthetic`` for the demo)
+2. splits   -- external centres held out, K patient-grouped, label-stratified dev folds
+3. imaging  -- step 1: cross-fitted backbone scores (``multibone.imaging.train_images``)
+4. stacking -- step 2: families compared and the stacker fitted on out-of-fold scores only
+5. predictions.csv + thresholds.json (operating points chosen on dev, never re-chosen)
+6. lesion focus (share of CAM energy inside the lesion box) and the evaluation report
+7. the model bundle, and ``summary.md`` for a person
+
+Case-level functions (predict, explain, report) live in :mod:`multibone.case` and
+are re-exported here so the dashboard needs one import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multibone import __version__
+from multibone.case import (  # noqa: F401  (re-exported for the dashboard and CLI)
+    Case,
+    CaseExplanation,
+    CaseImage,
+    CaseResult,
+    CamView,
+    case_field_errors,
+    case_from_fields,
+    case_report_html,
+    explain_case,
+    predict_case,
+    read_case_image,
+)
+from multibone.errors import InputError
+from multibone.runconfig import RunConfig, load_run_config, save_run_config
+
+log = logging.getLogger(__name__)
+
+#: Where ``multibone demo`` writes by default, and where the dashboard looks first.
+DEFAULT_DEMO_RUN = Path("runs/demo")
+#: The demo config shipped with the package's source tree.
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+Progress = Callable[[float, str], None]
+
+
+def _noop(fraction: float, message: str) -> None:
+    return None
+
+
+def _demo_config() -> RunConfig:
+    if not DEMO_CONFIG.is_file():
+        raise InputError(
+            f"{DEMO_CONFIG}: the demo config is missing (multibone installed without its source "
+            "tree?); pass --config with a run config, e.g. a copy of configs/demo.yaml"
+        )
+    return load_run_config(DEMO_CONFIG)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def patient_context(cohort) -> pd.DataFrame:
+    """Per-patient columns the evaluation report groups by (no identifiers).
+
+    ``center, age, sex, location, subtype, crp_missing, esr_missing`` and
+    ``lesion_area`` (mean lesion-box area in px^2 over the patient's boxed
+    images; NaN when no box).
+    """
+    p = cohort.patients
+    ctx = pd.DataFrame(
+        {
+            "patient_id": p["patient_id"].astype(str),
+            "center": p["center"].astype(str),
+            "age": p["age"].astype(float),
+            "sex": p["sex"].astype(str),
+            "location": p["location"].astype(str),
+            "subtype": p["subtype"].astype(str) if "subtype" in p else "",
+            "crp_missing": p["crp_abnormal"].isna().astype(int),
+            "esr_missing": p["esr_abnormal"].isna().astype(int),
+        }
+    )
+    im = cohort.images
+    area = (im["roi_x1"] - im["roi_x0"]) * (im["roi_y1"] - im["roi_y0"])
+    per_patient = area.groupby(im["patient_id"].astype(str)).mean()
+    ctx["lesion_area"] = ctx["patient_id"].map(per_patient).astype(float)
+    return ctx
+
+
+def _scores_without_images(cohort, splits: pd.DataFrame) -> pd.DataFrame:
+    """A patient score table with no backbone columns (clinical-only stacking)."""
+    labels = cohort.patients.set_index(cohort.patients["patient_id"].astype(str))["label"]
+    out = splits[["patient_id", "split", "fold"]].copy()
+    out["patient_id"] = out["patient_id"].astype(str)
+    out["label"] = out["patient_id"].map(labels)
+    return out
+
+
+def finish_run(
+    run_dir: str | Path,
+    cohort,
+    splits: pd.DataFrame,
+    config: RunConfig,
+    *,
+    family: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    callback: Progress = _noop,
+    n_boot: int = 1000,
+    lesion_focus_images: int = 24,
+) -> Path:
+    """Stages 4-7 on a run whose imaging stage is done (or absent: clinical only).
+
+    Reads ``RUN/imaging/patient_scores.csv`` when present; writes
+    ``RUN/stacking``, ``RUN/predictions.csv``, ``RUN/thresholds.json``,
+    ``RUN/evaluation``, ``RUN/bundle`` and ``RUN/summary.md``.
+    """
+    from multibone.stacking import build_stacking_table
+    from multibone.stacking.run import run_stacking
+
+    run = Path(run_dir)
+    imaging_dir = run / "imaging"
+    scores_path = imaging_dir / "patient_scores.csv"
+    for sub in ("stacking", "bundle", "evaluation"):
+        if (run / sub).exists() and not force:
+            raise InputError(f"{run / sub} already exists; pass --force to overwrite it")
+    if scores_path.is_file():
+        scores = pd.read_csv(scores_path, dtype={"patient_id": str})
+    else:
+        log.info("no imaging scores in %s: stacking on clinical features only", imaging_dir)
+        scores = _scores_without_images(cohort, splits)
+
+    callback(0.72, "fitting and comparing stackers")
+    X, meta = build_stacking_table(
+        scores, cohort.patients, clinical=config.stacking.clinical, source=str(scores_path.name)
+    )
+    stack_summary = run_stacking(
+        X, meta, config.stacking, run / "stacking", family=family, force=force, progress=progress
+    )
+
+    preds = pd.read_csv(run / "stacking" / "predictions.csv", dtype={"patient_id": str})
+    preds = preds.merge(patient_context(cohort), on="patient_id", how="left")
+    preds.to_csv(run / "predictions.csv", index=False)
+    (run / "thresholds.json").write_text(
+        (run / "stacking" / "thresholds.json").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+
+    backbones = list(stack_summary["backbones"])
+    if backbones and lesion_focus_images > 0:
+        callback(0.8, "measuring lesion focus of the CAMs")
+        _write_lesion_focus(run, cohort, splits, backbones, lesion_focus_images, progress)
+
+    callback(0.85, "evaluating every model on every set")
+    from multibone.evaluation import evaluate_run
+
+    evaluate_run(run, n_boot=n_boot, progress=progress)
+
+    callback(0.95, "writing the model bundle")
+    write_bundle(run, cohort, splits, config, stack_summary, force=force)
+    write_summary(run)
+    callback(1.0, "done")
+    return run
+
+
+def _write_lesion_focus(run: Path, cohort, splits, backbones, n_images: int, progress: bool) -> None:
+    """Share of CAM energy inside the lesion box on held-out images (seed 004's claim, measured)."""
+    from multibone.explain.cam import CamBackbone, lesion_focus
+    from multibone.explain.overlay import box_in_crop
+    from multibone.imaging import load_backbone_models, preprocess
+    from multibone.io import crop_roi, read_radiograph, roi_box
+
+    im = cohort.images.copy()
+    im["patient_id"] = im["patient_id"].astype(str)
+    held = set(splits.loc[splits["split"] != "dev", "patient_id"].astype(str))
+    im = im[im["patient_id"].isin(held) & im["roi_x0"].notna()]
+    if im.empty:
+        return
+    im = im.sample(n=min(n_images, len(im)), random_state=0).sort_values("row")
+    rows = []
+    for b in backbones:
+        models = load_backbone_models(run / "imaging" / "weights", b)
+        model = models[0]  # fold 0's model: one map per image keeps this a quick check
+        meta = model.multibone_meta
+        margin = float(meta.get("crop_margin", 0.0))
+        size = int(meta["img_size"])
+        crops, boxes = [], []
+        for r in im.itertuples():
+            pix = read_radiograph(r.image_path).pixels
+            roi = (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1))
+            crop_box = roi_box(pix.shape, roi, margin)
+            crops.append(crop_roi(pix, roi, margin=margin))
+            boxes.append(box_in_crop(roi, crop_box, size))
+        cb = CamBackbone(
+            name=b,
+            model=model,
+            layer=meta["cam_layer"],
+            prepare=lambda c, meta=meta: preprocess([c], meta),
+        )
+        df = lesion_focus([cb], [_resize(c, size) for c in crops], boxes, progress=progress)
+        rows.append(df)
+    pd.concat(rows, ignore_index=True).to_csv(run / "lesion_focus.csv", index=False)
+
+
+def _resize(crop: np.ndarray, size: int) -> np.ndarray:
+    from multibone.io import resize_square
+
+    return resize_square(crop, size)
+
+
+def _training_data(cohort, splits: pd.DataFrame) -> dict:
+    p = cohort.patients.merge(splits, on="patient_id", how="left")
+    by_split = {
+        s: {
+            "patients": int(len(g)),
+            cohort.positive_class: int((g["label"] == 1).sum()),
+            "other": int((g["label"] == 0).sum()),
+            "centres": sorted(map(str, g["center"].unique())),
+        }
+        for s, g in p.groupby("split")
+    }
+    synthetic = (Path(cohort.root) / "SYNTHETIC_README.txt").is_file()
+    return {
+        "synthetic": synthetic,
+        "n_patients": int(len(p)),
+        "n_images": int(len(cohort.images)),
+        "centres": sorted(map(str, p["center"].unique())),
+        "by_split": by_split,
+    }
+
+
+def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: dict, *, force: bool) -> Path:
+    """Assemble RUN/bundle from the run's outputs (hashes, atomic, no overwrite without force)."""
+    from multibone.bundle import save_bundle
+    from multibone.runconfig import run_config_to_dict
+
+    negative = "tumor" if cohort.positive_class == "infection" else "infection"
+    points = stack_summary["operating_points"].get("stacker", {})
+    files: dict[str, Path] = {
+        "stacker.joblib": run / "stacking" / "stacker.joblib",
+        "baselines.joblib": run / "stacking" / "baselines.joblib",
+        "family_comparison.csv": run / "stacking" / "family_comparison.csv",
+    }
+    backbones = list(stack_summary["backbones"])
+    preprocessing: dict = {}
+    if backbones:
+        files["backbones"] = run / "imaging" / "weights"
+        first = json.loads((run / "imaging" / "weights" / backbones[0] / "fold0.json").read_text())
+        preprocessing = {
+            k: first.get(k)
+            for k in ("img_size", "crop_margin", "aggregation", "grey_policy", "in_chans")
+            if k in first
+        }
+    ev = run / "evaluation"
+    metrics = {}
+    if ev.is_dir():
+        for sub in ("figures", "tables"):
+            if (ev / sub).is_dir():
+                files[f"evaluation/{sub}"] = ev / sub
+        for name in ("metrics.json", "report.html"):
+            if (ev / name).is_file():
+                files[f"evaluation/{name}"] = ev / name
+        metrics = _headline_metrics(ev / "metrics.json")
+    meta = {
+        "task": "primary bone tumour vs bone infection from radiographs + clinical data",
+        "positive_class": cohort.positive_class,
+        "negative_class": negative,
+        "created_by": f"multibone {__version__}",
+        "feature_schema": {
+            "features": stack_summary["features"],
+            "backbones": backbones,
+            "clinical": stack_summary["clinical"],
+            "encoding": {
+                "backbone": "patient-level probability (sigmoid of the aggregated mean-of-folds logit)",
+                "age": "years",
+                "sex_male": "1 male, 0 female",
+                "location_axial": "1 axial, 0 appendicular",
+                "crp_abnormal": "1 abnormal (> 10 mg/L), 0 normal, NaN missing",
+                "esr_abnormal": "1 abnormal (> 20 mm/h), 0 normal, NaN missing",
+            },
+        },
+        "input": {
+            "images": "DICOM, PNG or JPEG radiographs; grey-scale float32 in [0, 1], bone bright",
+            "roi": "lesion box x0,y0,x1,y1 in original pixels (x1/y1 exclusive); whole image if absent",
+        },
+        "preprocessing": preprocessing,
+        "backbones": backbones,
+        "stacker": {"family": stack_summary["family"], "calibration": stack_summary["calibration"]},
+        "thresholds": points,
+        "thresholds_chosen_on": "development out-of-fold predictions",
+        "training_data": _training_data(cohort, splits),
+        "metrics": metrics,
+        "config": run_config_to_dict(config),
+    }
+    return save_bundle(run / "bundle", meta, files=files, force=force)
+
+
+def _headline_metrics(path: Path) -> dict:
+    """AUC (with CI) of every model on every set, from the evaluation's metrics.json."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict = {}
+    for set_name, set_data in (data.get("sets") or {}).items():
+        models = set_data.get("models", {}) if isinstance(set_data, dict) else {}
+        for model, m in models.items():
+            auc = (m or {}).get("auc") if isinstance(m, dict) else None
+            if isinstance(auc, dict):
+                out.setdefault(set_name, {})[model] = {
+                    k: auc.get(k) for k in ("auc", "ci_low", "ci_high") if k in auc
+                }
+    return out
+
+
+def write_summary(run: Path) -> Path:
+    """``summary.md``: a short account a person reads first."""
+    lines = ["# multibone run summary", ""]
+    bundle_meta = json.loads((run / "bundle" / "bundle.json").read_text(encoding="utf-8"))
+    td = bundle_meta["training_data"]
+    if td.get("synthetic"):
+        lines += ["**Synthetic data.** This run was trained and evaluated on a simulated cohort; "
+                  "its numbers say the software works, not how it performs on patients.", ""]
+    lines += [
+        f"- patients: {td['n_patients']} ({td['n_images']} images), centres: {', '.join(td['centres'])}",
+        f"- positive class: {bundle_meta['positive_class']}",
+        f"- backbones: {', '.join(bundle_meta['backbones']) or 'none (clinical only)'}",
+        f"- stacker: {bundle_meta['stacker']['family']} "
+        f"(calibration {bundle_meta['stacker']['calibration']})",
+        "",
+        "## AUC by set (DeLong 95 % CI)",
+        "",
+    ]
+    metrics = bundle_meta.get("metrics") or {}
+    for set_name, models in metrics.items():
+        lines.append(f"**{set_name}**")
+        lines.append("")
+        lines.append("| model | AUC | 95 % CI |")
+        lines.append("|---|---|---|")
+        for model, m in models.items():
+            auc = m.get("auc")
+            if auc is None:
+                continue
+            lines.append(f"| {model} | {auc:.3f} | {m.get('ci_low', float('nan')):.3f}-"
+                         f"{m.get('ci_high', float('nan')):.3f} |")
+        lines.append("")
+    fam = run / "stacking" / "family_comparison.csv"
+    if fam.is_file():
+        comp = pd.read_csv(fam)
+        lines += ["## Stacker families (inner-CV AUC on development data)", "",
+                  "| family | CV AUC | 95 % CI |", "|---|---|---|"]
+        for r in comp.itertuples():
+            lines.append(f"| {r.family} | {r.cv_auc:.3f} | {r.ci_low:.3f}-{r.ci_high:.3f} |")
+        lines.append("")
+    ops = bundle_meta.get("thresholds") or {}
+    if ops:
+        lines += ["## Operating points of the stacker (chosen on development data)", "",
+                  "| point | threshold | sensitivity | specificity |", "|---|---|---|---|"]
+        for name, o in ops.items():
+            lines.append(f"| {name} | {o['threshold']:.3f} | {o['sensitivity']:.3f} | {o['specificity']:.3f} |")
+        lines.append("")
+    lines += [
+        "## Files",
+        "",
+        "- `evaluation/report.html`: the full report (figures, CIs, subgroups, warnings)",
+        "- `bundle/`: the model bundle for `multibone predict`, `multibone explain` and the dashboard",
+        "- `predictions.csv`: every model's probability per patient (dev rows are out-of-fold)",
+        "",
+        "Decision support, not a diagnosis.",
+    ]
+    out = run / "summary.md"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+# --------------------------------------------------------------------------- whole runs
+
+
+def run_pipeline(
+    manifest: str | Path,
+    run_dir: str | Path,
+    config: RunConfig,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    callback: Progress = _noop,
+    n_boot: int = 1000,
+) -> Path:
+    """Cohort -> splits -> cross-fitted backbones -> stacker -> evaluation -> bundle."""
+    from multibone.cohort import load_cohort
+    from multibone.cohort.splits import assign_splits
+    from multibone.imaging import train_images
+
+    run = Path(run_dir)
+    callback(0.12, "checking the cohort")
+    cohort = load_cohort(manifest, positive_class=config.positive_class, progress=progress)
+    splits = assign_splits(cohort.patients, config.splits)
+    run.mkdir(parents=True, exist_ok=True)
+    splits.to_csv(run / "splits.csv", index=False)
+    save_run_config(config, run / "config.yaml")
+    if config.imaging.backbones:
+        callback(0.15, f"training backbones {', '.join(config.imaging.backbones)} (cross-fitted)")
+        t0 = time.perf_counter()
+        train_images(cohort, splits, config.imaging, run / "imaging", force=force, progress=progress)
+        log.info("imaging stage: %.0f s", time.perf_counter() - t0)
+    return finish_run(run, cohort, splits, config, force=force, progress=progress,
+                      callback=callback, n_boot=n_boot)
+
+
+def build_demo(
+    out_dir: str | Path = DEFAULT_DEMO_RUN,
+    progress_callback: Progress | None = None,
+    *,
+    patients: int = 200,
+    seed: int = 0,
+    difficulty: float = 0.5,
+    config: RunConfig | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """The whole pipeline on a fresh synthetic cohort; returns the run folder.
+
+    The bundle is at ``RUN/bundle``. Refuses an existing ``out_dir`` unless ``force``.
+    """
+    from multibone.synthetic import make_synthetic_cohort
+
+    callback = progress_callback or _noop
+    run = Path(out_dir)
+    if run.exists() and any(run.iterdir()):
+        if not force:
+            raise InputError(f"{run} already exists; pass --force to replace it, or choose another --out")
+        import shutil
+
+        shutil.rmtree(run)
+    config = config or _demo_config()
+    t0 = time.perf_counter()
+    callback(0.0, f"making a synthetic cohort of {patients} patients")
+    manifest = make_synthetic_cohort(
+        run / "cohort", n_patients=patients, seed=seed, difficulty=difficulty, progress=progress
+    )
+    out = run_pipeline(manifest, run, config, progress=progress, callback=callback, force=force)
+    log.info("demo finished in %.0f s: %s", time.perf_counter() - t0, out)
+    return out
