@@ -194,10 +194,18 @@ def read_uploads(
                 cache[sha1] = str(exc)
         item = cache[sha1]
         if isinstance(item, DecodedImage):
-            uploads.append(Upload(sha1, f"{sha1[:12]}_{n}", f"image {i} ({item.format})", item, None))
+            uploads.append(
+                Upload(sha1, f"{sha1[:12]}_{n}", f"image {i} ({item.format})", item, None)
+            )
         else:
             uploads.append(
-                Upload(sha1, f"{sha1[:12]}_{n}", f"image {i}", None, item.replace("this file", f"image {i}"))
+                Upload(
+                    sha1,
+                    f"{sha1[:12]}_{n}",
+                    f"image {i}",
+                    None,
+                    item.replace("this file", f"image {i}"),
+                )
             )
     for stale in set(cache) - set(seen):
         del cache[stale]
@@ -236,9 +244,13 @@ def box_errors(box: Mapping[str, float | None], height: int, width: int) -> dict
             errors[k] = f"{k} = {v:g} is outside the image (0 to {limits[k]} px)"
     if not errors:
         if box["x1"] <= box["x0"]:
-            errors["box"] = f"the box is empty: x1 ({box['x1']:g}) must be larger than x0 ({box['x0']:g})"
+            errors["box"] = (
+                f"the box is empty: x1 ({box['x1']:g}) must be larger than x0 ({box['x0']:g})"
+            )
         elif box["y1"] <= box["y0"]:
-            errors["box"] = f"the box is empty: y1 ({box['y1']:g}) must be larger than y0 ({box['y0']:g})"
+            errors["box"] = (
+                f"the box is empty: y1 ({box['y1']:g}) must be larger than y0 ({box['y0']:g})"
+            )
     return errors
 
 

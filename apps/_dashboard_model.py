@@ -69,7 +69,9 @@ def render(bundle) -> None:
         st.success("Trained on real (non-synthetic) data, as described below.")
     rows = _flat_rows(td)
     if rows:
-        st.dataframe({"field": [r[0] for r in rows], "value": [r[1] for r in rows]}, hide_index=True)
+        st.dataframe(
+            {"field": [r[0] for r in rows], "value": [r[1] for r in rows]}, hide_index=True
+        )
     else:
         st.caption("The bundle does not describe its training data.")
 

@@ -91,7 +91,9 @@ def sidebar_bundle():
     st.sidebar.success(f"Using {loc.source}:\n\n`{loc.path}`")
     td = bundle.training_data
     if td.get("synthetic"):
-        st.sidebar.warning("This bundle was trained on SYNTHETIC data: for trying the software only.")
+        st.sidebar.warning(
+            "This bundle was trained on SYNTHETIC data: for trying the software only."
+        )
     st.sidebar.caption(
         f"Backbones: {', '.join(bundle.backbones) or 'none'} | "
         f"classes: {bundle.positive_class} vs {bundle.negative_class}"
@@ -140,7 +142,6 @@ def no_bundle_panel(loc: logic.BundleLocation, error: str | None) -> None:
             return
         bar.progress(1.0, text="Done")
         st.success(f"Demo bundle built in {Path(run_dir) / 'bundle'}.")
-        st.session_state["mb_bundle_path"] = ""
         st.rerun()
 
 
@@ -240,7 +241,9 @@ def images_section(bundle_path: str) -> tuple[list[logic.Upload], dict[str, dict
     sources += list(st.session_state["mb_extra"])
     uploads = logic.read_uploads(sources, st.session_state["mb_decoded"])
     if not uploads:
-        st.caption("No image yet. File names are never shown; images are called image 1, image 2, ...")
+        st.caption(
+            "No image yet. File names are never shown; images are called image 1, image 2, ..."
+        )
     boxes: dict[str, dict] = {}
     for up in uploads:
         with st.container(border=True):
@@ -270,7 +273,8 @@ def lesion_box(up: logic.Upload) -> dict:
             key = f"mb_box_{up.key}_{name}"
             st.session_state.setdefault(key, defaults[name])
             with col:
-                values[name] = st.number_input(name, key=key, step=1, format="%d")
+                # value=None: clearing the field leaves it empty (an error), never a silent 0
+                values[name] = st.number_input(name, key=key, value=None, step=1, format="%d")
                 slots[name] = st.empty()
         box_slot = st.empty()
     errors = logic.box_errors(values, img.height, img.width)
@@ -294,7 +298,9 @@ def clinical_section() -> tuple[dict, dict[str, str]]:
     tried = st.session_state["mb_tried"]
     c1, c2, c3 = st.columns(3)
     with c1:
-        age = st.number_input("Age (years)", key="mb_age", step=1.0, format="%g", placeholder="required")
+        age = st.number_input(
+            "Age (years)", key="mb_age", value=None, step=1.0, format="%g", placeholder="required"
+        )
         age_slot = st.empty()
         sex = st.selectbox(
             "Sex",
@@ -328,12 +334,21 @@ def clinical_section() -> tuple[dict, dict[str, str]]:
     with c3:
         for lab, name, unit in (("crp", "CRP", "mg/L"), ("esr", "ESR", "mm/h")):
             mode = st.radio(
-                name, list(LAB_LABELS), key=f"mb_{lab}_mode", format_func=LAB_LABELS.get, horizontal=True
+                name,
+                list(LAB_LABELS),
+                key=f"mb_{lab}_mode",
+                format_func=LAB_LABELS.get,
+                horizontal=True,
             )
             number = None
             if mode == "value":
                 number = st.number_input(
-                    f"{name} ({unit})", key=f"mb_{lab}", step=1.0, format="%g", placeholder=unit
+                    f"{name} ({unit})",
+                    key=f"mb_{lab}",
+                    value=None,
+                    step=1.0,
+                    format="%g",
+                    placeholder=unit,
                 )
             lab_slots[lab] = st.empty()
             labs[lab] = logic.lab_value(mode, number)
@@ -406,9 +421,13 @@ def result_section(out: dict) -> None:
     c1.metric(f"Probability of {pos}", f"{100 * p:.0f} %")
     c2.metric(f"Probability of {neg}", f"{100 * (1 - p):.0f} %")
     with c3:
+        ops = [o for o in OPERATING_POINTS if o in result.decisions]
+        ops += [o for o in result.decisions if o not in ops]
+        if st.session_state.get("mb_op") not in ops:
+            st.session_state["mb_op"] = "youden" if "youden" in ops else ops[0]
         op = st.radio(
             "Operating point",
-            list(OPERATING_POINTS),
+            ops,
             key="mb_op",
             format_func=OPERATING_POINTS.get,
             horizontal=True,
@@ -433,7 +452,9 @@ def result_section(out: dict) -> None:
         st.dataframe(
             {
                 "backbone": list(result.backbone_scores),
-                f"probability of {pos}": [round(float(v), 3) for v in result.backbone_scores.values()],
+                f"probability of {pos}": [
+                    round(float(v), 3) for v in result.backbone_scores.values()
+                ],
             },
             hide_index=True,
         )
@@ -457,7 +478,9 @@ def result_section(out: dict) -> None:
             st.markdown(f"*{labels[idx] if idx < len(labels) else f'image {idx + 1}'}*")
             cols = st.columns(min(len(cams), 4))
             for i, cam in enumerate(cams):
-                method = {"scorecam": "Score-CAM", "gradcam": "Grad-CAM"}.get(cam.method, cam.method)
+                method = {"scorecam": "Score-CAM", "gradcam": "Grad-CAM"}.get(
+                    cam.method, cam.method
+                )
                 note = f" ({cam.note})" if cam.note else ""
                 cols[i % len(cols)].image(
                     cam.overlay_png, caption=f"{cam.backbone}, {method}{note}"
@@ -512,7 +535,9 @@ def case_tab(bundle, bundle_path: str) -> None:
     if out is not None and out["fp"] == fp:
         result_section(out)
     elif out is not None:
-        st.info("The inputs changed since the last result: press 'Compute the result' to update it.")
+        st.info(
+            "The inputs changed since the last result: press 'Compute the result' to update it."
+        )
 
 
 def main() -> None:

@@ -30,7 +30,10 @@ IDENTIFYING_TAGS = (
 
 def find_bundle() -> Path | None:
     """A ready bundle for tests: $MULTIBONE_TEST_BUNDLE, else the demo bundle runs/demo/bundle."""
-    for candidate in (os.environ.get("MULTIBONE_TEST_BUNDLE", ""), str(REPO / "runs" / "demo" / "bundle")):
+    for candidate in (
+        os.environ.get("MULTIBONE_TEST_BUNDLE", ""),
+        str(REPO / "runs" / "demo" / "bundle"),
+    ):
         if candidate and (Path(candidate) / "bundle.json").is_file():
             return Path(candidate)
     return None
@@ -62,7 +65,9 @@ def synthetic_dicom(workdir: Path, seed: int = 3) -> tuple[Path, list[str], dict
 
     from multibone.synthetic import make_synthetic_cohort
 
-    manifest = Path(make_synthetic_cohort(workdir / "cohort", n_patients=12, seed=seed, progress=False))
+    manifest = Path(
+        make_synthetic_cohort(workdir / "cohort", n_patients=12, seed=seed, progress=False)
+    )
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     dicoms = df[df["image_path"].str.lower().str.endswith((".dcm", ".dicom"))]
     assert len(dicoms), "the synthetic cohort wrote no DICOM"
@@ -80,7 +85,11 @@ def png_bytes(width: int = 96, height: int = 80, seed: int = 0) -> bytes:
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    img = 60 + 120 * np.exp(-(((xx - width / 2) / (width / 6)) ** 2)) + rng.normal(0, 8, (height, width))
+    img = (
+        60
+        + 120 * np.exp(-(((xx - width / 2) / (width / 6)) ** 2))
+        + rng.normal(0, 8, (height, width))
+    )
     buf = io.BytesIO()
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -91,7 +100,9 @@ def huge_png_bytes(side: int = 30_000) -> bytes:
     a reader that checks the size from the header refuses it without decoding."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
@@ -118,3 +129,34 @@ def dicom_without_pixels() -> bytes:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
+
+
+def small_config():
+    """The demo config cut down for tests: one tiny backbone, one epoch, 3 folds, two
+    stacker families, few bootstrap draws (the numbers are meaningless; the flow is real)."""
+    import dataclasses
+
+    from multibone.pipeline import _demo_config
+
+    cfg = _demo_config()
+    cfg.imaging = dataclasses.replace(cfg.imaging, backbones=["e3"], epochs=1, batch_size=32)
+    cfg.splits = dataclasses.replace(cfg.splits, n_folds=3)
+    cfg.stacking = dataclasses.replace(
+        cfg.stacking, compare=["rf", "lr"], inner_folds=3, n_iter=1, bootstrap=50
+    )
+    return cfg
+
+
+def test_bundle(workdir: Path) -> Path:
+    """A real bundle for the dashboard tests: an existing one (see :func:`find_bundle`),
+    else a small demo run built with the real pipeline in ``workdir``."""
+    found = find_bundle()
+    if found is not None:
+        return found
+    from multibone.pipeline import build_demo
+
+    run = build_demo(workdir / "run", patients=48, seed=1, config=small_config(), progress=False)
+    return Path(run) / "bundle"
+
+
+test_bundle.__test__ = False  # a helper, not a pytest test

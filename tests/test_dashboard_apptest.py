@@ -79,17 +79,30 @@ def error_below(at, key: str) -> str | None:
 def page_text(at) -> str:
     """All text the page shows (markdown, captions, metrics, messages, labels)."""
     parts = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader"):
+    for kind in (
+        "markdown",
+        "caption",
+        "error",
+        "warning",
+        "info",
+        "success",
+        "title",
+        "subheader",
+    ):
         parts += [str(e.value) for e in getattr(at, kind)]
     parts += [f"{m.label} {m.value}" for m in at.metric]
-    for img in at.get("imgs"):
-        parts += [str(i.caption) for i in getattr(img, "images", [])]
+    parts += image_captions(at)
     return "\n".join(parts)
 
 
-def fill_valid_form(at, age: float = 47.0, sex: str = "F") -> None:
+def image_captions(at) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def fill_valid_form(at, age: float = 47.0, sex: str = "F", site: str = "femur") -> None:
     at.number_input(key="mb_age").set_value(age)
     at.selectbox(key="mb_sex").set_value(sex)
+    at.selectbox(key="mb_site").set_value(site)
     at.run()
 
 
@@ -180,16 +193,18 @@ def test_valid_case_from_uploaded_dicom(app, dicom_case, bundle_path):
     compute(app)
     assert not app.error, [e.value for e in app.error]
     metrics = {m.label: m.value for m in app.metric}
-    assert "Probability of infection" in metrics and metrics["Probability of infection"].endswith("%")
+    assert "Probability of infection" in metrics and metrics["Probability of infection"].endswith(
+        "%"
+    )
     text = page_text(app)
-    assert "Decision at **balanced (Youden index)**" in text
+    assert "Decision at **balanced (Youden)**" in text
     assert "not a diagnosis" in text
 
     bundle = load_bundle(bundle_path)
     out = app.session_state["mb_result"]
     n_cams = len(out["case"].images) * len(bundle.backbones)
     assert len(out["explanation"].cams) == n_cams
-    captions = [str(i.caption) for img in app.get("imgs") for i in img.images]
+    captions = image_captions(app)
     assert sum("Score-CAM" in c for c in captions) == n_cams
     assert any("SHAP waterfall" in c for c in captions)
     if bundle.backbones:
@@ -217,7 +232,7 @@ def test_gradcam_on_request(app, dicom_case):
     fill_valid_form(app)
     app.checkbox(key="mb_gradcam").check().run()
     compute(app)
-    captions = [str(i.caption) for img in app.get("imgs") for i in img.images]
+    captions = image_captions(app)
     assert any("Grad-CAM" in c for c in captions) and any("Score-CAM" in c for c in captions)
 
 
@@ -244,7 +259,7 @@ def test_model_tab_shows_evaluation(app, bundle_path):
     ops = next(df.value for df in app.dataframe if "operating point" in df.value.columns)
     assert len(ops) == len(bundle.thresholds)
     if bundle.evaluation_dir is not None:
-        captions = [str(i.caption) for img in app.get("imgs") for i in img.images]
+        captions = image_captions(app)
         assert any(c.lower().startswith("roc") for c in captions)
 
 
@@ -263,7 +278,9 @@ def test_bad_file_is_reported_below_it(app, what, make, message):
     good = support.png_bytes()
     upload(app, [("good.png", good, "image/png"), ("bad.dcm", make(), "application/octet-stream")])
     nxt = element_after(app, lambda el: getattr(el, "value", None) == "**image 2**")
-    assert type(nxt).__name__ == "Error" and message in nxt.value and nxt.value.startswith("image 2")
+    assert (
+        type(nxt).__name__ == "Error" and message in nxt.value and nxt.value.startswith("image 2")
+    )
     assert "bad.dcm" not in page_text(app)
     fill_valid_form(app)
     compute(app)
@@ -282,7 +299,9 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize(("what", "key", "value", "message"), BAD_FIELDS, ids=[b[0] for b in BAD_FIELDS])
+@pytest.mark.parametrize(
+    ("what", "key", "value", "message"), BAD_FIELDS, ids=[b[0] for b in BAD_FIELDS]
+)
 def test_bad_field_is_reported_below_it(app, what, key, value, message):
     upload(app, [("a.png", support.png_bytes(), "image/png")])
     fill_valid_form(app)

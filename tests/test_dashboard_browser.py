@@ -22,8 +22,12 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "apps" / "dashboard.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _dashboard_support as support  # noqa: E402
+
+REPO = support.REPO
+APP = support.APP
 ARTIFACTS = REPO / "tests" / "artifacts"
 SCREENSHOT_COPY = REPO / "benchmarks" / "dashboard_screenshot.png"
 CHROME_FLAGS = (
@@ -44,7 +48,9 @@ CHROME_FLAGS = (
 
 def _which(*names: str) -> str | None:
     for name in names:
-        found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+        found = shutil.which(name) or (
+            f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+        )
         if found:
             return found
     return None
@@ -62,6 +68,18 @@ def browser_tools():
             f"(found chromium={chromium}, chromedriver={driver})"
         )
     return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def demo_bundle(tmp_path_factory) -> Path:
+    return support.test_bundle(tmp_path_factory.mktemp("dashboard-bundle"))
+
+
+@pytest.fixture(scope="module")
+def synthetic_dicom(tmp_path_factory):
+    """(synthetic DICOM under a neutral name, its identifying header values)."""
+    path, identifiers, _ = support.synthetic_dicom(tmp_path_factory.mktemp("dashboard-dicom"))
+    return path, identifiers
 
 
 def _free_port() -> int:
@@ -93,11 +111,19 @@ def dashboard_url(demo_bundle, tmp_path):
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.port", str(port),
-            "--server.headless", "true",
-            "--server.address", "localhost",
-            "--browser.gatherUsageStats", "false",
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "localhost",
+            "--browser.gatherUsageStats",
+            "false",
         ],
         cwd=REPO,
         env=env,
@@ -159,9 +185,16 @@ def test_browser_demo_case(browser_tools, dashboard_url, synthetic_dicom, tmp_pa
         wait.until(lambda d: "image 1 (DICOM)" in d.page_source)
 
         _type_number(driver, "Age (years)", "47")
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="Age (years)"][value="47"]')))
-        sex = driver.find_element(By.CSS_SELECTOR, 'input[aria-label^="Selected"][aria-label*="Sex"], '
-                                  'div[data-testid="stSelectbox"] input')
+        wait.until(
+            ec.presence_of_element_located(
+                (By.CSS_SELECTOR, 'input[aria-label="Age (years)"][value="47"]')
+            )
+        )
+        sex = driver.find_element(
+            By.CSS_SELECTOR,
+            'input[aria-label^="Selected"][aria-label*="Sex"], '
+            'div[data-testid="stSelectbox"] input',
+        )
         sex.click()
         sex.send_keys("female", Keys.ENTER)
         wait.until(lambda d: "female" in d.find_element(By.TAG_NAME, "body").text)

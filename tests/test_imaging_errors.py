@@ -34,7 +34,6 @@ def data(tmp_path_factory):
             {"backbones": ["e3", "resnet18"]},
             "unknown backbone 'resnet18'; valid backbones are e3, e4",
         ),
-        ({"backbones": []}, "at least one"),
         ({"aggregation": "median"}, "'median' is not one of 'mean_logit', 'max', 'all_positive'"),
         ({"epochs": "ten"}, "epochs: expected an integer"),
         ({"batch_size": 1}, "batch_size: must be >= 2"),

@@ -115,7 +115,7 @@ def finish_run(
     progress: bool = True,
     callback: Progress = _noop,
     n_boot: int = 1000,
-    lesion_focus_images: int = 24,
+    lesion_focus_images: int = 12,
 ) -> Path:
     """Stages 4-7 on a run whose imaging stage is done (or absent: clinical only).
 
@@ -216,7 +216,9 @@ def _resize(crop: np.ndarray, size: int) -> np.ndarray:
 
 
 def _training_data(cohort, splits: pd.DataFrame) -> dict:
-    p = cohort.patients.merge(splits, on="patient_id", how="left")
+    p = cohort.patients.drop(columns=["split"], errors="ignore").merge(
+        splits, on="patient_id", how="left"
+    )
     by_split = {
         s: {
             "patients": int(len(g)),
@@ -313,7 +315,8 @@ def _headline_metrics(path: Path) -> dict:
         models = set_data.get("models", {}) if isinstance(set_data, dict) else {}
         for model, m in models.items():
             auc = (m or {}).get("auc") if isinstance(m, dict) else None
-            if isinstance(auc, dict):
+            auc = auc.get("auc") if isinstance(auc, dict) else None  # the DeLong result
+            if isinstance(auc, dict) and auc.get("auc") is not None:
                 out.setdefault(set_name, {})[model] = {
                     k: auc.get(k) for k in ("auc", "ci_low", "ci_high") if k in auc
                 }

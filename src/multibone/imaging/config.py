@@ -24,7 +24,7 @@ class ImagingConfig:
     Attributes
     ----------
     backbones: short names from :data:`multibone.imaging.registry.BACKBONES`
-        (paper: e3, e4, vit, swin).
+        (paper: e3, e4, vit, swin); an empty list means no imaging stage (clinical only).
     tiny: use the tiny variant of each backbone (CPU tests and demo).
     img_size: square side, pixels, that each ROI crop is resized to (paper: 224).
     epochs: training epochs per fold model (paper: 100).
@@ -88,8 +88,6 @@ class ImagingConfig:
         from multibone.imaging.registry import BACKBONES
 
         where = "imaging"
-        if not self.backbones:
-            raise ConfigError(f"{where}.backbones: give at least one of {', '.join(BACKBONES)}")
         bad = [b for b in self.backbones if b not in BACKBONES]
         if bad:
             raise ConfigError(

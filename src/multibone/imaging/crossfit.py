@@ -337,6 +337,8 @@ def _train_images(
     on_epoch_end: EpochCallback | None,
 ) -> dict:
     t_start = time.perf_counter()
+    if not config.backbones:
+        raise InputError("imaging.backbones is empty: there is nothing to train")
     table = _image_table(cohort, splits_df)
     patients = (
         table.groupby("patient_id", sort=False)[["split", "fold", "label"]].first().reset_index()

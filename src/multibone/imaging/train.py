@@ -217,6 +217,19 @@ def predict_logits(
     return torch.cat(out).numpy().astype(np.float32)
 
 
+def _sync_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts them at the start of each forward, but the last forward of an
+    epoch updates them locally; without this the ranks would validate (and pick
+    epochs) with slightly different models.
+    """
+    import torch.distributed as dist
+
+    for buf in model.buffers():
+        dist.broadcast(buf, src=0)
+
+
 def _train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -392,6 +405,8 @@ def fit(
                     raise oom_error(f"training {desc}", config.batch_size) from exc
                 seen += len(idx)
             scheduler.step()
+            if dist.distributed:
+                _sync_buffers(model)
             train_loss = float(loss_sum) / max(seen, 1)
             if not math.isfinite(train_loss):
                 raise MultiboneError(

@@ -564,11 +564,12 @@ def _paint_lesion(
     ey = math.sqrt((ha * c) ** 2 + (hb_ * s) ** 2)
     scene.cx = float(np.clip(scene.cx, ex + 1.0, w - ex - 2.0)) if 2 * ex + 3 < w else w / 2
     scene.cy = float(np.clip(scene.cy, ey + 1.0, h - ey - 2.0)) if 2 * ey + 3 < h else h / 2
-    ext = 2.2 * max(a, b_eff) + 14.0
+    ext = 2.1 * max(a, b_eff) + 10.0  # patch half-side: room for spicules and reactions
     x0, x1 = max(0, int(scene.cx - ext)), min(w, int(scene.cx + ext) + 1)
     y0, y1 = max(0, int(scene.cy - ext)), min(h, int(scene.cy + ext) + 1)
     ph, pw = y1 - y0, x1 - x0
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    gy, gx = _grid(h, w)
+    yy, xx = gy[y0:y1, x0:x1], gx[y0:y1, x0:x1]
     dx, dy = xx - scene.cx, yy - scene.cy
     ua = dx * s + dy * c  # along the lesion axis
     va = dx * c - dy * s
@@ -598,7 +599,8 @@ def _paint_lesion(
     # Sclerotic rim just outside a sharp margin.
     if st["rim"] > 0.02:
         ring = np.exp(-(((q - 1.0 - 1.5 * wq) / (3.0 / mean_r)) ** 2))
-        bone += 0.75 * st["rim"] * ring
+        # Reactive bone forms in bone, not in a disc space or soft tissue.
+        bone += 0.75 * st["rim"] * ring * (0.25 + 0.75 * scene.bone_mask[y0:y1, x0:x1])
     if st["matrix"] > 0.02:  # chondroid rings and arcs: contour lines of a smooth field
         bone += 1.0 * st["matrix"] * np.exp(-((mid / 0.3) ** 2)) * m
     if st["osteoid"] > 0.02:  # fluffy osteoid cloud

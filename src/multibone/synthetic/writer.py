@@ -170,8 +170,9 @@ def write_png(path: Path, pixels: np.ndarray, bits: int) -> None:
         arr = np.rint(x * 65535.0).astype(np.uint16)
     else:  # pragma: no cover - internal use only
         raise InputError(f"bits must be 8 or 16, got {bits}")
-    # No pnginfo -> Pillow writes no tIME/tEXt chunks; compress_level 4 is a speed/size trade-off.
-    Image.fromarray(arr).save(path, format="PNG", compress_level=4)
+    # No pnginfo -> Pillow writes no tIME/tEXt chunks. zlib level 1: encoding at the
+    # default level takes longer than rendering the image, for ~15 % smaller files.
+    Image.fromarray(arr).save(path, format="PNG", compress_level=1)
 
 
 def write_dicom(
@@ -194,8 +195,10 @@ def write_dicom(
 
     stored = to_stored_12bit(pixels, plan.photometric)
     slope, intercept = 1.0, float(plan.intercept)
-    rescaled = stored.astype(np.float64) * slope + intercept
-    lo, hi = np.percentile(rescaled, [0.1, 99.9])
+    # 0.1 and 99.9 percentiles of the stored values from their histogram (cheap).
+    cdf = np.cumsum(np.bincount(stored.ravel(), minlength=4096)) / stored.size
+    lo = float(np.searchsorted(cdf, 0.001)) * slope + intercept
+    hi = float(np.searchsorted(cdf, 0.999)) * slope + intercept
     width = max(2.0, (hi - lo) * 1.1)
     center = (hi + lo) / 2.0
 
