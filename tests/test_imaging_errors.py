@@ -113,6 +113,12 @@ def test_bad_splits(tmp_path, data, edit, match):
     assert not (tmp_path / "run").exists()  # refused before writing anything
 
 
+def test_no_backbones_to_train(tmp_path, data):
+    cohort, splits = data
+    with pytest.raises(InputError, match="imaging.backbones is empty"):
+        train_images(cohort, splits, tiny_config(backbones=[]), tmp_path / "run", progress=False)
+
+
 def test_too_few_patients_for_inner_validation(tmp_path, data):
     """Fold 0's training pool (= fold 1) holds a single negative patient: no stratified
     validation split is possible."""

@@ -86,6 +86,8 @@ def init_distributed(device: torch.device) -> DistInfo:
     if info.distributed:
         import torch.distributed as dist
 
+        if device.type == "cuda":
+            torch.cuda.set_device(info.local_rank)  # one GPU per rank, before NCCL starts
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         info = DistInfo(dist.get_rank(), dist.get_world_size(), info.local_rank)
@@ -126,6 +128,9 @@ def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench = torch.backends.cudnn.benchmark
     prev_det = torch.backends.cudnn.deterministic
+    if enabled and device.type == "cuda":
+        # cuBLAS is deterministic only with a fixed workspace; read when its handle is made.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # warn_only: a kernel without a deterministic version must not stop a long GPU run.
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic = enabled

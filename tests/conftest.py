@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny but real end-to-end run (synthetic cohort -> one tiny
+backbone cross-fitted -> stacker -> evaluation -> bundle), built once per session.
+
+It is small enough for a 2-core CPU (well under a minute) and exercises every
+layer for real, so predict, explain, bundle and dashboard tests need no mocks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests run on 2 shared cores: keep torch/BLAS from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+MINI_CONFIG = {
+    "name": "mini",
+    "splits": {"n_folds": 3, "external_centers": ["B", "C"], "seed": 0},
+    "imaging": {
+        "backbones": ["e3"],
+        "tiny": True,
+        "img_size": 32,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 0.01,
+        "lr_step": 10,
+        "num_workers": 0,
+        "num_threads": 1,
+        "val_fraction": 0.25,
+    },
+    "stacking": {"compare": ["rf", "lr"], "n_iter": 1, "nested": False, "bootstrap": 50},
+}
+
+
+def build_mini_run(out: Path, patients: int = 48) -> Path:
+    from multibone.pipeline import run_pipeline
+    from multibone.runconfig import run_config_from_dict
+    from multibone.synthetic import make_synthetic_cohort
+
+    manifest = make_synthetic_cohort(out / "cohort", n_patients=patients, seed=1, progress=False)
+    config = run_config_from_dict(MINI_CONFIG, where="mini config")
+    return run_pipeline(manifest, out, config, progress=False, n_boot=50)
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory) -> Path:
+    """Path of a finished tiny run; its bundle is ``mini_run / "bundle"``."""
+    return build_mini_run(tmp_path_factory.mktemp("mini") / "run")
+
+
+@pytest.fixture(scope="session")
+def mini_bundle(mini_run) -> Path:
+    return mini_run / "bundle"
