@@ -56,6 +56,43 @@ def _flat_rows(data: object, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, str(data))]
 
 
+def split_table(by_split: dict) -> dict[str, list]:
+    """training_data["by_split"] ({set: {patients, <class>, other, centres}}) as columns."""
+    keys: list[str] = []
+    for info in by_split.values():
+        keys += [k for k in info if k not in keys]
+    table: dict[str, list] = {"set": list(by_split)}
+    for k in keys:
+        table[k] = [
+            ", ".join(map(str, v)) if isinstance(v, list | tuple) else v
+            for v in (info.get(k, "") for info in by_split.values())
+        ]
+    return table
+
+
+def auc_table(metrics: dict) -> dict[str, list]:
+    """bundle.json "metrics" ({set: {model: {auc, ci_low, ci_high}}}) as model x set text."""
+    sets = [s for s, models in metrics.items() if isinstance(models, dict)]
+    models: list[str] = []
+    for s in sets:
+        models += [m for m in metrics[s] if m not in models]
+    if not models:
+        return {}
+    table: dict[str, list] = {"model": models}
+    for s in sets:
+        col = []
+        for m in models:
+            a = metrics[s].get(m) or {}
+            if a.get("auc") is None:
+                col.append("")
+            elif a.get("ci_low") is not None and a.get("ci_high") is not None:
+                col.append(f"{a['auc']:.3f} ({a['ci_low']:.3f}-{a['ci_high']:.3f})")
+            else:
+                col.append(f"{a['auc']:.3f}")
+        table[s] = col
+    return table
+
+
 def render(bundle) -> None:
     """Draw the Model tab for a loaded :class:`multibone.bundle.Bundle`."""
     td = bundle.training_data
@@ -67,13 +104,22 @@ def render(bundle) -> None:
         )
     elif td:
         st.success("Trained on real (non-synthetic) data, as described below.")
-    rows = _flat_rows(td)
+    by_split = td.get("by_split")
+    rows = _flat_rows({k: v for k, v in td.items() if k != "by_split"})
     if rows:
         st.dataframe(
             {"field": [r[0] for r in rows], "value": [r[1] for r in rows]}, hide_index=True
         )
-    else:
+    if isinstance(by_split, dict) and by_split:
+        st.markdown("Patients by set (dev = development, cross-validated; others held out)")
+        st.dataframe(split_table(by_split), hide_index=True)
+    if not td:
         st.caption("The bundle does not describe its training data.")
+
+    auc = auc_table(bundle.meta.get("metrics") or {})
+    if auc:
+        st.subheader("Discrimination (AUC with DeLong 95 % CI)")
+        st.dataframe(auc, hide_index=True)
 
     st.subheader("Operating points")
     st.caption("Chosen on the development data (out-of-fold) and applied unchanged to new cases.")

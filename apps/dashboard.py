@@ -16,6 +16,7 @@ patient of the synthetic cohort), or through AppTest's file_uploader.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from multibone import pipeline  # noqa: E402
 from multibone.bundle import load_bundle  # noqa: E402
 from multibone.errors import MultiboneError  # noqa: E402
 
+log = logging.getLogger("multibone.dashboard")
 DISCLAIMER = f"**{case_api.DISCLAIMER}** See the Model tab for the data it was trained on."
 OPERATING_POINTS = case_api.OPERATING_POINTS
 OTHER_SITE = "other/unknown"
@@ -88,6 +90,14 @@ def sidebar_bundle():
     except MultiboneError as exc:
         st.sidebar.error("The bundle could not be loaded.")
         return loc, None, str(exc)
+    except Exception as exc:  # e.g. a bundle written by another version: say so, keep running
+        log.exception("loading the bundle %s failed", loc.path)
+        st.sidebar.error("The bundle could not be loaded.")
+        return (
+            loc,
+            None,
+            f"{type(exc).__name__}: {exc} (was it written by another multibone version?)",
+        )
     st.sidebar.success(f"Using {loc.source}:\n\n`{loc.path}`")
     td = bundle.training_data
     if td.get("synthetic"):
@@ -178,7 +188,7 @@ def _clear_images() -> None:
 def _load_demo_case(bundle_path: str) -> None:
     """Button callback: fill images, boxes and form from a held-out synthetic patient."""
     try:
-        manifest = logic.find_demo_manifest(Path(bundle_path)) or logic.make_demo_manifest()
+        manifest = logic.find_demo_manifest(Path(bundle_path)) or fallback_demo_manifest()
         demo = logic.demo_case_from_manifest(manifest, st.session_state["mb_demo_index"])
     except (MultiboneError, OSError, KeyError, ValueError) as exc:
         st.session_state["mb_demo_error"] = f"No demo case available: {exc}"
@@ -206,6 +216,12 @@ def _load_demo_case(bundle_path: str) -> None:
     for lab in ("crp", "esr"):
         st.session_state[f"mb_{lab}_mode"] = f[f"{lab}_mode"]
         st.session_state[f"mb_{lab}"] = f[lab]
+
+
+@st.cache_resource(show_spinner="Making a small synthetic cohort for the demo case ...")
+def fallback_demo_manifest() -> Path:
+    """A tiny synthetic cohort (once per process) when no demo run sits next to the bundle."""
+    return logic.make_demo_manifest()
 
 
 def pipeline_sites() -> list[str]:
@@ -288,7 +304,7 @@ def lesion_box(up: logic.Upload) -> dict:
             st.image(logic.outline_box(img, box), caption=f"{up.label}, lesion box in orange")
     if box is not None:
         with right:
-            st.image(logic.crop_preview(img, box), caption="what the models see (crop)")
+            st.image(logic.crop_preview(img, box), caption="what the models see (crop)", width=240)
     return {"box": box, "errors": errors}
 
 
@@ -476,7 +492,7 @@ def result_section(out: dict) -> None:
         labels = [im.label for im in out["case"].images]
         for idx, cams in sorted(by_image.items()):
             st.markdown(f"*{labels[idx] if idx < len(labels) else f'image {idx + 1}'}*")
-            cols = st.columns(min(len(cams), 4))
+            cols = st.columns(4)  # fixed width per overlay, however many backbones
             for i, cam in enumerate(cams):
                 method = {"scorecam": "Score-CAM", "gradcam": "Grad-CAM"}.get(
                     cam.method, cam.method
@@ -528,6 +544,12 @@ def case_tab(bundle, bundle_path: str) -> None:
                     out = compute(bundle, uploads, boxes, fields, cam_methods)
             except MultiboneError as exc:
                 st.error(f"Could not compute the result: {exc}")
+            except Exception as exc:  # a bug must not take the page down; the log has the trace
+                log.exception("computing the case failed")
+                st.error(
+                    f"Could not compute the result ({type(exc).__name__}: {exc}). This is a "
+                    "bug in multibone; the server log has the details."
+                )
             else:
                 out["fp"] = fp
                 st.session_state["mb_result"] = out

@@ -44,7 +44,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multibone.explain import cam_energy_in_box, explain_image, reshape_for, resolve_layer
+from multibone.explain import (
+    SELECTIONS,
+    box_area_share,
+    cam_energy_in_box,
+    explain_image,
+    reshape_for,
+    resolve_layer,
+)
 
 B3 = "efficientnet_b3"
 B3_LAYER = "bn2"  # the registry's e3 CAM layer (1536 channels)
@@ -95,7 +102,7 @@ def blob_batch(rng: np.random.Generator, n: int, size: int):
 
 
 def train_blobs(arch: str, size: int, steps: int, batch: int, cache: Path) -> torch.nn.Module:
-    """A one-logit timm model trained ``steps`` Adam steps on blobs (cached state dict)."""
+    """A one-logit timm model trained ``steps`` AdamW steps on blobs (cached state dict)."""
     import timm
 
     with torch.random.fork_rng(devices=[]):
@@ -107,7 +114,9 @@ def train_blobs(arch: str, size: int, steps: int, batch: int, cache: Path) -> to
         print(f"loaded {path}", flush=True)
         return model.eval()
     rng = np.random.default_rng(0)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    # gentle recipe (AdamW 3e-4, clipped gradients): plain Adam 1e-3 gave logits of +-100,
+    # which turns Score-CAM's softmax over channel scores into a one-hot weight
+    opt = torch.optim.AdamW(model.parameters(), 3e-4, weight_decay=0.05)
     model.train()
     t0 = time.perf_counter()
     for step in range(steps):
@@ -115,6 +124,7 @@ def train_blobs(arch: str, size: int, steps: int, batch: int, cache: Path) -> to
         loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         print(
             f"train step {step}: loss {loss.item():.3f} ({time.perf_counter() - t0:.0f}s)",
@@ -171,63 +181,62 @@ def pkg_cam(kind: str, model, layer, x):
         return cam(x, targets=[ClassifierOutputTarget(0)])[0]
 
 
-def timing_case(label, model, layer, x, ks, runs, pkg_runs, full_runs) -> dict:
-    """Times of every method on one (model, layer, image), fidelity of the fast maps."""
+def study(label, model, layer, xs, boxes, ks, selects, runs, pkg_runs, full_runs) -> dict:
+    """Per image: the package's ScoreCAM (first image only), full and fast Score-CAM, Grad-CAM.
+
+    Times are medians of ``runs`` calls (``pkg_runs`` / ``full_runs`` for the full maps);
+    fidelity is Pearson r of each fast map with the full map of the same image.
+    """
     layer_mod = resolve_layer(model, layer)
-    row: dict = {"case": label, "input": list(x.shape)}
-    t, ref = timed(lambda: pkg_cam("score", model, layer_mod, x), pkg_runs)
-    row["pkg_scorecam_s"], row["pkg_scorecam_runs"] = t, pkg_runs
-    t, full = timed(lambda: explain_image(model, x, layer, fast=False), full_runs)
-    row["full_s"], row["full_runs"] = t, full_runs
-    row["n_channels"], row["n_channels_scored"] = full.n_channels, full.n_channels_used
-    row["full_vs_pkg_r"] = pearson(full.map, ref)
-    row["full_vs_pkg_maxabs"] = float(np.abs(full.map - ref).max())
-    for k in ks:
-        t, fast = timed(lambda k=k: explain_image(model, x, layer, top_k=k), runs)
-        row[f"fast{k}_s"] = t
-        row[f"fast{k}_r"] = pearson(fast.map, full.map)
-        row[f"fast{k}_speedup_vs_pkg"] = row["pkg_scorecam_s"] / t
-    t, g = timed(lambda: explain_image(model, x, layer, method="gradcam"), runs)
-    row["gradcam_s"] = t
-    t, gref = timed(lambda: pkg_cam("grad", model, layer_mod, x), runs)
-    row["pkg_gradcam_s"] = t
-    row["gradcam_vs_pkg_r"] = pearson(g.map, gref)
-    row["gradcam_vs_full_scorecam_r"] = pearson(g.map, full.map)
-    print(json.dumps(row), flush=True)
-    return row
-
-
-def fidelity_case(label, model, layer, images, boxes, ks, runs) -> dict:
-    """Per image: full Score-CAM once, fast maps for each k; r and energy-in-box."""
     per = []
-    for img, box in zip(images, boxes, strict=True):
-        x = to_input(img)
-        full = explain_image(model, x, layer, fast=False)
-        item = {
-            "logit": full.logit,
-            "full_s": full.seconds,
-            "full_energy_in_box": cam_energy_in_box(full.map, box),
-            "box_area_share": float(
-                (min(box[2], img.shape[1]) - max(box[0], 0))
-                * (min(box[3], img.shape[0]) - max(box[1], 0))
-                / img.size
-            ),
-        }
-        for k in ks:
-            t, fast = timed(lambda k=k, x=x: explain_image(model, x, layer, top_k=k), runs)
-            item[f"fast{k}_s"] = t
-            item[f"fast{k}_r"] = pearson(fast.map, full.map)
-            item[f"fast{k}_energy_in_box"] = cam_energy_in_box(fast.map, box)
-        g = explain_image(model, x, layer, method="gradcam")
-        item["gradcam_s"] = g.seconds
-        item["gradcam_energy_in_box"] = cam_energy_in_box(g.map, box)
+    for i, x in enumerate(xs):
+        box = boxes[i] if boxes else None
+        item: dict = {"image": i}
+        ref = None
+        if i == 0 and pkg_runs > 0:
+            item["pkg_scorecam_s"], ref = timed(
+                lambda x=x: pkg_cam("score", model, layer_mod, x), pkg_runs
+            )
+        item["full_s"], full = timed(
+            lambda x=x: explain_image(model, x, layer, fast=False), full_runs
+        )
+        item["logit"] = full.logit
+        item["n_channels"], item["n_channels_scored"] = full.n_channels, full.n_channels_used
+        item["full_constant"] = bool(full.map.max() == 0)
+        if ref is not None:
+            item["full_vs_pkg_r"] = pearson(full.map, ref)
+            item["full_vs_pkg_maxabs"] = float(np.abs(full.map - ref).max())
+        if box is not None:
+            item["full_energy_in_box"] = cam_energy_in_box(full.map, box)
+            item["box_area_share"] = box_area_share(box, full.map.shape)
+        for sel in selects:
+            for k in ks:
+                if k >= full.n_channels_used:
+                    continue
+                t, fast = timed(
+                    lambda x=x, k=k, sel=sel: explain_image(model, x, layer, top_k=k, select=sel),
+                    runs,
+                )
+                item[f"{sel}{k}_s"] = t
+                item[f"{sel}{k}_r"] = pearson(fast.map, full.map)
+                if ref is not None:
+                    item[f"{sel}{k}_speedup_vs_pkg"] = item["pkg_scorecam_s"] / t
+                if box is not None:
+                    item[f"{sel}{k}_energy_in_box"] = cam_energy_in_box(fast.map, box)
+        item["gradcam_s"], g = timed(
+            lambda x=x: explain_image(model, x, layer, method="gradcam"), runs
+        )
+        item["pkg_gradcam_s"], gref = timed(lambda x=x: pkg_cam("grad", model, layer_mod, x), runs)
+        item["gradcam_vs_pkg_r"] = pearson(g.map, gref)
         item["gradcam_vs_full_scorecam_r"] = pearson(g.map, full.map)
+        if box is not None:
+            item["gradcam_energy_in_box"] = cam_energy_in_box(g.map, box)
         per.append(item)
         print(json.dumps({"case": label, **item}), flush=True)
     summary: dict = {"case": label, "n_images": len(per), "per_image": per}
     for key in per[0]:
-        vals = [p[key] for p in per if p[key] == p[key]]
-        if vals:
+        vals = [p[key] for p in per if key in p and p[key] == p[key]]
+        if vals and key != "image":
             summary[f"median_{key}"] = statistics.median(vals)
             summary[f"min_{key}"] = min(vals)
     return summary
@@ -308,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         "--full-runs", type=int, default=1, help="runs of multibone's full Score-CAM on B3"
     )
     ap.add_argument("--top-k", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--select", nargs="+", default=list(SELECTIONS), help="fast selection rules")
     ap.add_argument("--fidelity-images", type=int, default=3, help="held-out blob images")
-    ap.add_argument("--train-steps", type=int, default=40)
+    ap.add_argument("--train-steps", type=int, default=60)
     ap.add_argument(
         "--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "multibone_bench_cam"
     )
@@ -326,21 +336,23 @@ def main(argv: list[str] | None = None) -> int:
     out = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "cases": []}
     print(json.dumps(out["machine"]), flush=True)
 
+    sel = args.select
     if "tiny" in parts:
         from multibone.imaging import BACKBONES, create_model, get_spec
 
         gen = torch.Generator().manual_seed(0)
         for name in BACKBONES:
             model = create_model(name, tiny=True, img_size=64, seed=0).eval()
-            x = torch.randn(1, 3, 64, 64, generator=gen)
-            ks = [k for k in (8, 16, 32) if k < 64 * 8]
+            xs = [torch.randn(1, 3, 64, 64, generator=gen) for _ in range(3)]
             out["cases"].append(
-                timing_case(
+                study(
                     f"{name} tiny 64px random",
                     model,
                     get_spec(name).tiny_cam_layer,
-                    x,
-                    ks,
+                    xs,
+                    None,
+                    [8, 16, 32],
+                    sel,
                     args.runs,
                     3,
                     3,
@@ -352,14 +364,16 @@ def main(argv: list[str] | None = None) -> int:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = timm.create_model(B3, num_classes=1).eval()
-        img, _ = blob_image(np.random.default_rng(11), B3_SIZE, 1)
+        img, box = blob_image(np.random.default_rng(11), B3_SIZE, 1)
         out["cases"].append(
-            timing_case(
+            study(
                 f"{B3} {B3_SIZE}px random init",
                 model,
                 B3_LAYER,
-                to_input(img),
+                [to_input(img)],
+                [box],
                 args.top_k,
+                sel,
                 args.runs,
                 args.pkg_runs,
                 args.full_runs,
@@ -374,34 +388,42 @@ def main(argv: list[str] | None = None) -> int:
             from sklearn.metrics import roc_auc_score
 
             auc = float(roc_auc_score(y.numpy(), logits.numpy()))
-            print(f"held-out blob AUC {auc:.3f}", flush=True)
+            print(
+                f"held-out blob AUC {auc:.3f}; logits {np.round(logits.numpy(), 1).tolist()}",
+                flush=True,
+            )
             n = args.fidelity_images
-            case = fidelity_case(
+            case = study(
                 f"{B3} {B3_SIZE}px trained on blobs",
                 model,
                 B3_LAYER,
-                ims[:n],
+                [to_input(im) for im in ims[:n]],
                 boxes[:n],
                 args.top_k,
+                sel,
                 args.runs,
+                args.pkg_runs,
+                args.full_runs,
             )
             case["heldout_auc_64"] = auc
+            case["heldout_logits_64"] = logits.numpy().round(2).tolist()
             out["cases"].append(case)
         if "radiograph" in parts:
             crop, box = radiograph_crop(B3_SIZE)
             out["cases"].append(
-                fidelity_case(
+                study(
                     f"{B3} {B3_SIZE}px trained on blobs, RG3_UNCI crop",
                     model,
                     B3_LAYER,
-                    [crop],
+                    [to_input(crop)],
                     [box],
                     args.top_k,
+                    sel,
                     args.runs,
+                    0,
+                    args.full_runs,
                 )
             )
-        if args.overlays:
-            out["overlays"] = write_overlays(model, args.overlays, min(args.top_k[-1], 64))
     out["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     args.json.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}")

@@ -29,7 +29,7 @@ IDENTIFYING_TAGS = (
 
 
 def find_bundle() -> Path | None:
-    """A ready bundle for tests: $MULTIBONE_TEST_BUNDLE, else the demo bundle runs/demo/bundle."""
+    """A ready bundle for the browser test: $MULTIBONE_TEST_BUNDLE, else runs/demo/bundle."""
     for candidate in (
         os.environ.get("MULTIBONE_TEST_BUNDLE", ""),
         str(REPO / "runs" / "demo" / "bundle"),
@@ -130,33 +130,3 @@ def dicom_without_pixels() -> bytes:
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
 
-
-def small_config():
-    """The demo config cut down for tests: one tiny backbone, one epoch, 3 folds, two
-    stacker families, few bootstrap draws (the numbers are meaningless; the flow is real)."""
-    import dataclasses
-
-    from multibone.pipeline import _demo_config
-
-    cfg = _demo_config()
-    cfg.imaging = dataclasses.replace(cfg.imaging, backbones=["e3"], epochs=1, batch_size=32)
-    cfg.splits = dataclasses.replace(cfg.splits, n_folds=3)
-    cfg.stacking = dataclasses.replace(
-        cfg.stacking, compare=["rf", "lr"], inner_folds=3, n_iter=1, bootstrap=50
-    )
-    return cfg
-
-
-def test_bundle(workdir: Path) -> Path:
-    """A real bundle for the dashboard tests: an existing one (see :func:`find_bundle`),
-    else a small demo run built with the real pipeline in ``workdir``."""
-    found = find_bundle()
-    if found is not None:
-        return found
-    from multibone.pipeline import build_demo
-
-    run = build_demo(workdir / "run", patients=48, seed=1, config=small_config(), progress=False)
-    return Path(run) / "bundle"
-
-
-test_bundle.__test__ = False  # a helper, not a pytest test

@@ -71,8 +71,10 @@ def browser_tools():
 
 
 @pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory) -> Path:
-    return support.test_bundle(tmp_path_factory.mktemp("dashboard-bundle"))
+def demo_bundle(request) -> Path:
+    """The demo bundle (``$MULTIBONE_TEST_BUNDLE``, else runs/demo/bundle from
+    ``multibone demo``), else the session's tiny real run (conftest ``mini_bundle``)."""
+    return support.find_bundle() or request.getfixturevalue("mini_bundle")
 
 
 @pytest.fixture(scope="module")
@@ -158,20 +160,32 @@ def _driver(browser_tools, profile: Path):
     return webdriver.Chrome(service=Service(chromedriver), options=opts)
 
 
-def _type_number(driver, label: str, value: str) -> None:
+def _settle(driver, wait) -> None:
+    """Wait for the script rerun a widget change started (the status widget disappears)."""
+    from selenium.webdriver.common.by import By
+
+    time.sleep(0.6)
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'))
+
+
+def _type(driver, wait, label: str, text: str, *, choose: bool = False) -> None:
+    """Type into the input labelled ``label`` and commit (Enter); for a selectbox, the
+    typed text filters the options and Enter picks the first."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    box = driver.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+    box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]'))
     box.click()
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(value, Keys.ENTER)
+    box.send_keys(text)
+    if choose:
+        time.sleep(0.4)  # let the option list filter
+    box.send_keys(Keys.ENTER)
+    _settle(driver, wait)
 
 
 def test_browser_demo_case(browser_tools, dashboard_url, synthetic_dicom, tmp_path):
     """Upload a synthetic DICOM, fill the form, compute, see the result; no identifiers."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -184,26 +198,22 @@ def test_browser_demo_case(browser_tools, dashboard_url, synthetic_dicom, tmp_pa
         upload.send_keys(str(dicom_path))
         wait.until(lambda d: "image 1 (DICOM)" in d.page_source)
 
-        _type_number(driver, "Age (years)", "47")
-        wait.until(
-            ec.presence_of_element_located(
-                (By.CSS_SELECTOR, 'input[aria-label="Age (years)"][value="47"]')
-            )
-        )
-        sex = driver.find_element(
-            By.CSS_SELECTOR,
-            'input[aria-label^="Selected"][aria-label*="Sex"], '
-            'div[data-testid="stSelectbox"] input',
-        )
-        sex.click()
-        sex.send_keys("female", Keys.ENTER)
-        wait.until(lambda d: "female" in d.find_element(By.TAG_NAME, "body").text)
+        _type(driver, wait, "Age (years)", "47")
+        _type(driver, wait, "Sex", "female", choose=True)
+        _type(driver, wait, "Site", "femur", choose=True)
+        def value(label: str) -> str:
+            el = driver.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+            return el.get_property("value")
+
+        assert (value("Age (years)"), value("Sex"), value("Site")) == ("47", "female", "femur")
+        assert "Location: appendicular" in driver.find_element(By.TAG_NAME, "body").text
 
         button = wait.until(
             ec.element_to_be_clickable((By.XPATH, '//button[.//p[text()="Compute the result"]]'))
         )
         button.click()
         wait.until(lambda d: "Probability of infection" in d.find_element(By.TAG_NAME, "body").text)
+        _settle(driver, wait)
         # wait for every image (waterfall, overlays) to have loaded before the picture
         wait.until(
             lambda d: d.execute_script(
@@ -219,10 +229,11 @@ def test_browser_demo_case(browser_tools, dashboard_url, synthetic_dicom, tmp_pa
         for value in identifiers:
             assert value not in html, "a DICOM identifier reached the page"
         ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / ".gitignore").write_text("*\n")  # test output, never committed
         shot = ARTIFACTS / "dashboard.png"
+        # Streamlit scrolls inside its own container: take the tallest element's height
         height = driver.execute_script(
-            "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body;"
-            "return Math.max(m.scrollHeight, document.body.scrollHeight);"
+            "return Math.max(...Array.from(document.querySelectorAll('*'), e => e.scrollHeight));"
         )
         driver.set_window_size(1500, min(max(int(height) + 200, 1200), 8000))
         time.sleep(1.0)

@@ -149,6 +149,7 @@ def test_external_scores_are_mean_of_fold_models_and_match_image_scorer(run):
         np.testing.assert_allclose(got[b], ext[b].to_numpy(), rtol=1e-4, atol=1e-5)
     metas = load_backbone_meta(out / "weights", "e3")
     assert [m["fold"] for m in metas] == [0, 1, 2]
+    assert [m["fold"] for _, m in scorer.folds("vit")] == [0, 1, 2]
     # Per-patient probability through the scorer equals the written patient score.
     pid = ext["patient_id"].iloc[0]
     rows = ext[ext["patient_id"] == pid]
@@ -196,3 +197,23 @@ def test_tiny_backbones_learn_above_chance(tmp_path):
     summary = train_images(cohort, splits, cfg, tmp_path / "run", progress=False)
     for b, entry in summary["backbones"].items():
         assert entry["oof_auc"] > 0.7, (b, entry["oof_auc"])
+
+
+@pytest.mark.slow
+def test_demo_config_on_synthetic_cohort(tmp_path):
+    """Done-when (a), full version (~1.5 min on 2 cores): the demo config on the 200-patient
+    synthetic cohort; every tiny backbone's out-of-fold and external AUC clearly above chance."""
+    from pathlib import Path
+
+    from multibone.cohort import SplitConfig, assign_splits, load_cohort
+    from multibone.runconfig import load_run_config
+    from multibone.synthetic import make_synthetic_cohort
+
+    manifest = make_synthetic_cohort(tmp_path / "cohort", n_patients=200, seed=0, progress=False)
+    cohort = load_cohort(manifest, progress=False)
+    splits = assign_splits(cohort.patients, SplitConfig(n_folds=5, external_centers=["B", "C"]))
+    config = load_run_config(Path(__file__).parents[1] / "configs" / "demo.yaml").imaging
+    summary = train_images(cohort, splits, config, tmp_path / "run", progress=False)
+    for b, entry in summary["backbones"].items():
+        assert entry["oof_auc"] > 0.7, (b, entry["oof_auc"])
+        assert entry["external_auc"] > 0.65, (b, entry["external_auc"])

@@ -113,6 +113,32 @@ def test_bad_splits(tmp_path, data, edit, match):
     assert not (tmp_path / "run").exists()  # refused before writing anything
 
 
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"tiny": False, "weights": "imagenet", "img_size": 224}, "there is no network"),
+        ({"weights": "imagenet"}, "tiny variant .* has no ImageNet weights"),
+        (
+            {"weights_per_backbone": {"e3": "/nonexistent/radimagenet.pt"}},
+            "radimagenet.pt: weights file for backbone 'e3' not found",
+        ),
+    ],
+    ids=["imagenet-offline", "imagenet-tiny", "missing-file"],
+)
+def test_weight_sources_checked_before_anything_is_written(
+    tmp_path, data, monkeypatch, changes, match
+):
+    from multibone.errors import WeightsError
+    from multibone.imaging import registry
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(registry, "_hub_reachable", lambda timeout=2.0: False)
+    cohort, splits = data
+    with pytest.raises(WeightsError, match=match):
+        train_images(cohort, splits, tiny_config(**changes), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_no_backbones_to_train(tmp_path, data):
     cohort, splits = data
     with pytest.raises(InputError, match="imaging.backbones is empty"):

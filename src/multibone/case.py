@@ -368,7 +368,7 @@ def _case_cams(rt: _Runtime, case: Case, methods, fast: bool) -> list[CamView]:
         box = roi_box(im.pixels.shape, im.roi, margin)
         shown = to_uint8(im.pixels)
         for b in rt.backbones:
-            folds = rt.scorer._models[b]
+            folds = rt.scorer.folds(b)
             for method in methods:
                 t0 = time.perf_counter()
                 maps, notes = [], set()

@@ -1,8 +1,11 @@
 """Explanations: Score-CAM / Grad-CAM for the image backbones, SHAP for the stacker."""
 
 from multibone.explain.cam import (
+    DEFAULT_FILL,
+    DEFAULT_SELECT,
     DEFAULT_TOP_K,
     METHODS,
+    SELECTIONS,
     CamBackbone,
     CamResult,
     NHWCToNCHW,
@@ -37,8 +40,11 @@ except ImportError:  # pragma: no cover
     pass
 
 __all__ = [
+    "DEFAULT_FILL",
+    "DEFAULT_SELECT",
     "DEFAULT_TOP_K",
     "METHODS",
+    "SELECTIONS",
     "CamBackbone",
     "CamResult",
     "NHWCToNCHW",

@@ -63,8 +63,11 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
 __all__ = [
+    "DEFAULT_FILL",
+    "DEFAULT_SELECT",
     "DEFAULT_TOP_K",
     "METHODS",
+    "SELECTIONS",
     "ActivationCapture",
     "CamBackbone",
     "CamResult",
@@ -84,6 +87,14 @@ __all__ = [
 DEFAULT_TOP_K = 64
 #: Method names accepted by :func:`explain_image` and :func:`lesion_focus`.
 METHODS = ("scorecam", "gradcam")
+#: Channel pre-selection rules of fast Score-CAM: "mean" / "max" activation (free),
+#: "gradient" (first-order estimate of each channel's masked score, one backward pass),
+#: "contribution" (that estimate's softmax weight x the channel's positive activation).
+SELECTIONS = ("mean", "max", "gradient", "contribution")
+DEFAULT_SELECT = "mean"
+#: Fast Score-CAM: give unscored channels a calibrated first-order score estimate
+#: (True) instead of weight 0 (False).
+DEFAULT_FILL = False
 Target = Literal["positive", "negative"]
 Reshape = Callable[[torch.Tensor], torch.Tensor]
 #: (x0, y0, x1, y1) in pixels of the map, x1 / y1 exclusive.
@@ -406,6 +417,76 @@ def _notes(grid: tuple[int, int], constant: bool) -> list[str]:
 # --------------------------------------------------------------------------- Score-CAM
 
 
+def _masks(low: torch.Tensor, idx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Score-CAM masks of channels ``idx``: upsampled (align_corners=True), min-max to [0, 1].
+
+    Returns (b, 1, H, W) float32.
+    """
+    up = F.interpolate(low[idx][:, None], size=size, mode="bilinear", align_corners=True)
+    mn = up.amin(dim=(2, 3), keepdim=True)
+    mx = up.amax(dim=(2, 3), keepdim=True)
+    return (up - mn) / (mx - mn + _MASK_EPS)
+
+
+def _input_saliency(model: nn.Module, x: torch.Tensor, sign: float) -> torch.Tensor:
+    """(H, W) sum over input channels of x * d(sign * logit)/dx (gradient x input)."""
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.inference_mode(False), torch.enable_grad():
+        out = _logit(model(xg), model)
+        (g,) = torch.autograd.grad(sign * out.sum(), xg)
+    return (g.detach() * x)[0].sum(0)
+
+
+def _estimate_scores(
+    low: torch.Tensor,
+    candidates: torch.Tensor,
+    size: tuple[int, int],
+    saliency: torch.Tensor,
+    chunk: int,
+) -> torch.Tensor:
+    """First-order (Taylor) estimate of each candidate channel's masked score, up to a constant.
+
+    logit(x * M_k) ~ logit(x) - <g * x, 1 - M_k> = const + <g * x, M_k>, with
+    g = d logit / dx: one backward pass instead of one forward pass per channel.
+    """
+    est = torch.empty(len(candidates), dtype=torch.float64)
+    for start in range(0, len(candidates), chunk):
+        idx = candidates[start : start + chunk]
+        m = _masks(low, idx, size)[:, 0]
+        est[start : start + len(idx)] = (m * saliency).sum(dim=(1, 2)).double()
+    return est
+
+
+def _rank_channels(
+    select: str, low: torch.Tensor, candidates: torch.Tensor, est: torch.Tensor | None
+) -> torch.Tensor:
+    """Order of ``candidates`` (most important first) for fast Score-CAM."""
+    flat = low[candidates].reshape(len(candidates), -1)
+    if select == "mean":
+        key = flat.mean(1).double()
+    elif select == "max":
+        key = flat.amax(1).double()
+    elif select == "gradient":
+        key = est
+    else:  # "contribution": estimated softmax weight x positive activation mass
+        key = torch.log_softmax(est, 0) + torch.log(flat.clamp(min=0).mean(1).double() + 1e-12)
+    return torch.argsort(key, descending=True, stable=True)
+
+
+def _fill_scores(scored: torch.Tensor, est_scored: torch.Tensor, est_all: torch.Tensor):
+    """Scores of every candidate: least-squares line ``score ~ a * estimate + b`` fitted on
+    the exactly scored channels, applied to the rest (``a`` kept >= 0)."""
+    if len(scored) >= 2 and float(est_scored.std()) > 0:
+        design = torch.stack([est_scored, torch.ones_like(est_scored)], 1)
+        coef = torch.linalg.lstsq(design, scored[:, None]).solution[:, 0]
+        a, b = max(float(coef[0]), 0.0), float(coef[1])
+        if a == 0.0:
+            b = float(scored.mean())
+    else:
+        a, b = 0.0, float(scored.mean()) if len(scored) else 0.0
+    return a * est_all + b
+
+
 def _score_cam(
     model: nn.Module,
     x: torch.Tensor,
@@ -414,6 +495,8 @@ def _score_cam(
     reshape: Reshape | None = None,
     batch_size: int = 64,
     top_k: int | None = None,
+    select: str = DEFAULT_SELECT,
+    fill: bool = DEFAULT_FILL,
     target: Target = "positive",
     progress: bool = False,
 ) -> CamResult:
@@ -422,59 +505,67 @@ def _score_cam(
         raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise InputError(f"top_k must be a positive integer or None (all channels); got {top_k!r}")
+    if select not in SELECTIONS:
+        raise InputError(f"select must be one of {', '.join(SELECTIONS)}; got {select!r}")
     x, layer, reshape, sign = _prepare(model, x, target_layer, reshape, target)
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    with _eval_mode(model), torch.inference_mode():
-        with capture_activations(layer) as cap:
-            out = model(x)
-        logit = float(_logit(out, model)[0])
-        if cap.output is None:
-            raise InputError(
-                f"CAM layer {_layer_name(model, layer)} of model {type(model).__name__} "
-                "was not called in the forward pass; choose a layer on the path to the output"
-            )
-        act = _to_nchw(cap.output, reshape, model, _layer_name(model, layer))
-        low = act[0].to(torch.float32)  # (K, h, w)
-        cap.output = None
-        n_ch, h, w = low.shape
-        flat = low.reshape(n_ch, -1)
-        # A constant channel has an all-zero mask (nothing to localise): weight 0, no pass.
-        informative = (flat.amax(1) - flat.amin(1)) > 0
-        candidates = torch.nonzero(informative).flatten()
-        if top_k is not None and top_k < len(candidates):
-            # Fast path: the channels that dominate sum_k w_k A_k are those with large
-            # activations; their mean ranks them (one pass over A, no extra forwards).
-            order = torch.argsort(flat[candidates].mean(1), descending=True, stable=True)
-            chosen = candidates[order[:top_k]]
-        else:
-            chosen = candidates
-        scores = torch.empty(len(chosen), dtype=torch.float64)
-        starts = range(0, len(chosen), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
+    with _eval_mode(model):
+        with torch.inference_mode():
+            with capture_activations(layer) as cap:
+                out = model(x)
+            logit = float(_logit(out, model)[0])
+            if cap.output is None:
+                raise InputError(
+                    f"CAM layer {_layer_name(model, layer)} of model {type(model).__name__} "
+                    "was not called in the forward pass; choose a layer on the path to the output"
+                )
+            act = _to_nchw(cap.output, reshape, model, _layer_name(model, layer))
+            low = act[0].to(torch.float32)  # (K, h, w)
+            cap.output = None
+            n_ch, h, w = low.shape
+            flat = low.reshape(n_ch, -1)
+            # A constant channel has an all-zero mask (nothing to localise): weight 0, no pass.
+            candidates = torch.nonzero((flat.amax(1) - flat.amin(1)) > 0).flatten()
+        fast = top_k is not None and top_k < len(candidates)
+        need_est = fast and (fill or select in ("gradient", "contribution"))
+        saliency = _input_saliency(model, x, sign) if need_est else None
+        with torch.inference_mode():
+            est = None
+            if need_est:
+                est = _estimate_scores(low, candidates, size, saliency, max(batch_size, 256))
+            if fast:
+                order = _rank_channels(select, low, candidates, est)
+                chosen = candidates[order[:top_k]]
+            else:
+                chosen = candidates
+            scores = torch.empty(len(chosen), dtype=torch.float64)
+            starts = range(0, len(chosen), batch_size)
+            if progress:
+                from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="Score-CAM", unit="batch", leave=False)
-        for start in starts:
-            idx = chosen[start : start + batch_size]
-            up = F.interpolate(low[idx][:, None], size=size, mode="bilinear", align_corners=True)
-            mn = up.amin(dim=(2, 3), keepdim=True)
-            mx = up.amax(dim=(2, 3), keepdim=True)
-            masks = (up - mn) / (mx - mn + _MASK_EPS)  # (b, 1, H, W) in [0, 1]
-            batch = x * masks.to(x.dtype)  # (b, C, H, W); x itself is never written
-            scores[start : start + len(idx)] = sign * _logit(model(batch), model).double().cpu()
-        weights = torch.zeros(n_ch, dtype=torch.float64)
-        if len(chosen):
-            weights[chosen] = torch.softmax(scores, dim=0)
-        cam_low = (weights[:, None, None] * low.double().cpu()).sum(0)
-        constant = bool(
-            (torch.clamp(cam_low, min=0).amax() - torch.clamp(cam_low, min=0).amin()) <= 0
-        )
-        cam = _finish(cam_low, size)
+                starts = tqdm(starts, desc="Score-CAM", unit="batch", leave=False)
+            for start in starts:
+                idx = chosen[start : start + batch_size]
+                batch = x * _masks(low, idx, size).to(x.dtype)  # (b, C, H, W); x is never written
+                scores[start : start + len(idx)] = sign * _logit(model(batch), model).double().cpu()
+            weights = torch.zeros(n_ch, dtype=torch.float64)
+            if fast and fill:
+                # every informative channel keeps a weight: exact scores for the chosen,
+                # calibrated first-order estimates for the rest
+                all_scores = _fill_scores(scores, est[order[:top_k]], est)
+                all_scores[order[:top_k]] = scores
+                weights[candidates] = torch.softmax(all_scores, dim=0)
+            elif len(chosen):
+                weights[chosen] = torch.softmax(scores, dim=0)
+            cam_low = (weights[:, None, None] * low.double().cpu()).sum(0)
+            pos = torch.clamp(cam_low, min=0)
+            constant = bool(pos.amax() - pos.amin() <= 0)
+            cam = _finish(cam_low, size)
     notes = _notes((h, w), constant or len(chosen) == 0)
-    if len(chosen) < len(candidates):
+    if fast:
+        rest = "the rest estimated" if fill else "the rest weight 0"
         notes.insert(
-            0,
-            f"fast Score-CAM: {len(chosen)} of {n_ch} channels (largest mean activation)",
+            0, f"fast Score-CAM: {len(chosen)} of {n_ch} channels scored (by {select}), {rest}"
         )
     return CamResult(
         map=cam,
@@ -486,6 +577,7 @@ def _score_cam(
         grid=(h, w),
         logit=logit,
         target=target,
+        extras={"select": select if fast else "all", "fill": bool(fast and fill)},
     )
 
 
@@ -497,6 +589,8 @@ def score_cam(
     reshape: Reshape | None = None,
     batch_size: int = 64,
     top_k: int | None = None,
+    select: str = DEFAULT_SELECT,
+    fill: bool = DEFAULT_FILL,
     target: Target = "positive",
     progress: bool = False,
 ) -> np.ndarray:
@@ -525,6 +619,8 @@ def score_cam(
         reshape=reshape,
         batch_size=batch_size,
         top_k=top_k,
+        select=select,
+        fill=fill,
         target=target,
         progress=progress,
     ).map
@@ -614,6 +710,8 @@ def explain_image(
     top_k: int | None = None,
     batch_size: int = 64,
     *,
+    select: str = DEFAULT_SELECT,
+    fill: bool = DEFAULT_FILL,
     reshape: Reshape | None = None,
     target: Target = "positive",
     progress: bool = False,
@@ -645,6 +743,8 @@ def explain_image(
             reshape=reshape,
             batch_size=batch_size,
             top_k=k,
+            select=select,
+            fill=fill,
             target=target,
             progress=progress,
         )
@@ -685,6 +785,8 @@ def lesion_focus(
     fast: bool = True,
     top_k: int | None = None,
     batch_size: int = 64,
+    select: str = DEFAULT_SELECT,
+    fill: bool = DEFAULT_FILL,
     target: Target = "positive",
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -698,7 +800,7 @@ def lesion_focus(
         boxes: lesion box per crop, (x0, y0, x1, y1) in the crop's pixels
             (x1 / y1 exclusive); see :func:`multibone.explain.overlay.box_in_crop`.
         methods: subset of ``("scorecam", "gradcam")``.
-        fast, top_k, batch_size, target: as in :func:`explain_image`.
+        fast, top_k, batch_size, select, target: as in :func:`explain_image`.
 
     Returns:
         DataFrame, one row per (backbone, method): ``backbone``, ``method``,
@@ -740,6 +842,8 @@ def lesion_focus(
                     fast=fast,
                     top_k=top_k,
                     batch_size=batch_size,
+                    select=select,
+                    fill=fill,
                     reshape=bb.reshape,
                     target=target,
                 )

@@ -15,6 +15,7 @@ from multibone.imaging.data import GREY_POLICY, preprocess
 from multibone.imaging.registry import (
     BACKBONES,
     BackboneSpec,
+    check_weights_source,
     create_model,
     get_cam_layer,
     get_spec,
@@ -35,6 +36,7 @@ __all__ = [
     "ImageScorer",
     "ImagingConfig",
     "aggregate",
+    "check_weights_source",
     "create_model",
     "get_cam_layer",
     "get_spec",

@@ -42,12 +42,19 @@ from multibone._config import to_dict, write_yaml
 from multibone.errors import ConfigError, InputError
 from multibone.imaging.config import AGGREGATIONS, ImagingConfig
 from multibone.imaging.data import load_crops, norm_stats
-from multibone.imaging.registry import GREY_POLICY, create_model, get_spec, timm_kwargs
+from multibone.imaging.registry import (
+    GREY_POLICY,
+    check_weights_source,
+    create_model,
+    get_spec,
+    timm_kwargs,
+)
 from multibone.imaging.train import (
     DistInfo,
     EpochCallback,
     barrier,
     derive_seed,
+    dist_from_env,
     fit,
     init_distributed,
     predict_logits,
@@ -347,11 +354,11 @@ def _train_images(
     # Inner validation splits are fixed per fold (same for every backbone) and checked
     # before anything is written.
     inner = {k: _inner_for_fold(patients, k, config) for k in folds}
-    dist0 = DistInfo() if not _env_distributed() else None
-    device = resolve_device(config.device, dist0)
-    dist = init_distributed(device) if dist0 is None else dist0
-    if dist.distributed:
-        device = resolve_device(config.device, dist)
+    for backbone in config.backbones:  # fail before writing anything
+        check_weights_source(backbone, tiny=config.tiny, weights=config.weights_for(backbone))
+    # Under torchrun, each rank takes the GPU of its LOCAL_RANK.
+    device = resolve_device(config.device, dist_from_env())
+    dist = init_distributed(device)
 
     settings = {k: v for k, v in to_dict(config).items() if k not in _NOT_FINGERPRINTED}
     data_key = _sha(
@@ -426,12 +433,6 @@ def _train_images(
             log.info("%s: out-of-fold patient AUC %s", b, summary["backbones"][b]["oof_auc"])
     barrier(dist)
     return summary
-
-
-def _env_distributed() -> bool:
-    from multibone.imaging.train import dist_from_env
-
-    return dist_from_env().distributed
 
 
 def _train_fold(

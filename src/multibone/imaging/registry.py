@@ -25,6 +25,12 @@ inception_v3   inception_v3                     ``inception_next_atto`` -- a STA
                                                 CNN in timm. Not the same architecture.
 =============  ===============================  =====================================
 
+CAM layers: full models hook their last feature stage (stride 32: a 7 x 7 map at
+224 px; ViT/Swin: the last block's ``norm1``, as pytorch-grad-cam advises). Tiny
+variants hook their stride-8 stage instead: at demo sizes (48-64 px) the last stage
+is 2 x 2, too coarse to show where in the crop the evidence lies, while stride 8
+gives 6 x 6 to 8 x 8 (the tiny ViT's 8 px patches give the same grid at its last block).
+
 Grey-scale policy (recorded with every set of weights as ``grey_policy``):
 radiographs are single-channel; they are replicated to 3 channels so that
 ImageNet / RadImageNet weights apply unchanged (``in_chans=3``).
@@ -106,7 +112,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             tiny_timm_name="test_efficientnet",
             input_size=300,
             cam_layer="bn2",
-            tiny_cam_layer="bn2",
+            tiny_cam_layer="blocks.2",
             kind="cnn",
             description="EfficientNet-B3 (seed 004)",
         ),
@@ -116,7 +122,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             tiny_timm_name="test_efficientnet",
             input_size=380,
             cam_layer="bn2",
-            tiny_cam_layer="bn2",
+            tiny_cam_layer="blocks.2",
             kind="cnn",
             tiny_kwargs={"channel_multiplier": 1.25},
             description="EfficientNet-B4 (seed 004)",
@@ -139,7 +145,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             tiny_timm_name="swin_tiny_patch4_window7_224",
             input_size=224,
             cam_layer="layers.3.blocks.1.norm1",
-            tiny_cam_layer="layers.3.blocks.0.norm1",
+            tiny_cam_layer="layers.1.blocks.0.norm1",
             kind="swin",
             tiny_kwargs={
                 "embed_dim": 24,
@@ -155,7 +161,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             tiny_timm_name="test_resnet",
             input_size=224,
             cam_layer="layer4",
-            tiny_cam_layer="layer4",
+            tiny_cam_layer="layer2",
             kind="cnn",
             description="ResNet-50 (seed 001; RadImageNet weights via a local file)",
         ),
@@ -165,7 +171,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             tiny_timm_name="inception_next_atto",
             input_size=299,
             cam_layer="Mixed_7c",
-            tiny_cam_layer="stages.3",
+            tiny_cam_layer="stages.1",
             kind="cnn",
             min_input_size=75,
             description="Inception-V3 (seed 001); tiny variant is an InceptionNeXt stand-in",
@@ -270,25 +276,47 @@ def create_model(
     return model
 
 
-def _create_from_hub(spec: BackboneSpec, arch: str, tiny: bool, kwargs: dict) -> nn.Module:
-    import timm
-
-    if tiny:
-        raise WeightsError(
-            f"backbone {spec.name!r}: the tiny variant ({arch}) has no ImageNet weights; "
-            "use weights: none for tiny models"
-        )
-    hint = (
+def _hub_hint(arch: str) -> str:
+    return (
         "download the weights elsewhere (e.g. the model's .safetensors file from the "
         f"Hugging Face page of timm/{arch}) and set imaging.weights (or "
         "imaging.weights_per_backbone) to that local file path, or use weights: none"
     )
-    if not _offline_env() and not _hub_reachable():
+
+
+def check_weights_source(name: str, *, tiny: bool, weights: str | Path) -> None:
+    """Cheap checks of a weight source before any work: tiny + imagenet, no network
+    for imagenet, local file missing. Raises WeightsError (InputError for a bad name)."""
+    spec = get_spec(name)
+    arch = spec.arch(tiny)
+    w = str(weights)
+    if w == "none":
+        return
+    if w == "imagenet":
+        if tiny:
+            raise WeightsError(
+                f"backbone {spec.name!r}: the tiny variant ({arch}) has no ImageNet weights; "
+                "use weights: none for tiny models"
+            )
+        if not _offline_env() and not _hub_reachable():
+            raise WeightsError(
+                f"backbone {spec.name!r}: ImageNet weights come from the timm hub "
+                f"({HUB_HOST[0]}) but there is no network; {_hub_hint(arch)}. With a filled "
+                "hub cache, set HF_HUB_OFFLINE=1 to use it"
+            )
+        return
+    if not Path(w).is_file():
         raise WeightsError(
-            f"backbone {spec.name!r}: ImageNet weights come from the timm hub "
-            f"({HUB_HOST[0]}) but there is no network; {hint}. With a filled hub cache, "
-            "set HF_HUB_OFFLINE=1 to use it"
+            f"{w}: weights file for backbone {spec.name!r} not found; give an existing "
+            ".safetensors or .pt file, 'imagenet' or 'none'"
         )
+
+
+def _create_from_hub(spec: BackboneSpec, arch: str, tiny: bool, kwargs: dict) -> nn.Module:
+    import timm
+
+    check_weights_source(spec.name, tiny=tiny, weights="imagenet")
+    hint = _hub_hint(arch)
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as exc:  # the hub raises many types (OSError, HTTP, LocalEntryNotFound)

@@ -162,9 +162,22 @@ class ImageScorer:
     def backbones(self) -> list[str]:
         return list(self._models)
 
+    def folds(self, backbone: str) -> list[tuple[nn.Module, dict]]:
+        """``[(model, meta), ...]`` of ``backbone``, ordered by fold (eval mode).
+
+        For CAMs: ``preprocess([crop], meta)`` is the model's input and
+        ``meta['cam_layer']`` the layer to hook.
+        """
+        try:
+            return list(self._models[backbone])
+        except KeyError:
+            raise InputError(
+                f"backbone {backbone!r} not loaded; loaded: {', '.join(self._models)}"
+            ) from None
+
     def meta(self, backbone: str) -> dict:
         """Metadata of the first fold model of ``backbone`` (size, margin, aggregation...)."""
-        return self._models[backbone][0][1]
+        return self.folds(backbone)[0][1]
 
     @property
     def crop_margin(self) -> float:
