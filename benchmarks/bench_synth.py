@@ -203,6 +203,47 @@ def proxy_cnn(d: dict[str, np.ndarray], epochs: int, seed: int = 0) -> dict[str,
     return _patient_auc(d["pid"][te], d["y"][te], logits, d["center"][te])
 
 
+def proxy_clinical(n: int = 4000, seed: int = 1) -> dict[str, float]:
+    """Clinical-only vs latent-evidence-only vs both (logistic regression, 5-fold CV).
+
+    Uses the clinical table and the latent lesion evidence (no images), so it shows
+    how much combining the two can add when the image model is perfect.
+    """
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    from multibone.synthetic.clinical import synthetic_patients
+    from multibone.synthetic.writer import patient_lesion
+
+    t = synthetic_patients(n, seed=seed)
+    y = (t.diagnosis == "infection").to_numpy(int)
+    x = pd.DataFrame(
+        {"age": t.age / 50.0, "male": (t.sex == "M") * 1, "axial": (t.location == "axial") * 1}
+    )
+    for lab in ("crp", "esr"):
+        x[f"{lab}_abnormal"] = (t[f"{lab}_status"] == "abnormal") * 1
+        x[f"{lab}_missing"] = (t[f"{lab}_status"] == "missing") * 1
+    s = np.array(
+        [
+            patient_lesion(seed, i, r.diagnosis, r.subtype, 0.5).evidence
+            for i, r in enumerate(t.itertuples())
+        ]
+    )
+
+    def cv_auc(features: pd.DataFrame) -> float:
+        lr = LogisticRegression(max_iter=1000)
+        p = cross_val_predict(lr, features, y, cv=5, method="predict_proba")[:, 1]
+        return float(roc_auc_score(y, p))
+
+    return {
+        "clinical only": cv_auc(x),
+        "lesion evidence only": float(roc_auc_score(y, -s)),
+        "clinical + lesion evidence": cv_auc(x.assign(evidence=s)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
@@ -285,6 +326,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {p['image']:.3f} | {p['patient']:.3f} | {p.get('centre A', float('nan')):.3f} | "
                 f"{p.get('centre B', float('nan')):.3f} | {p.get('centre C', float('nan')):.3f} |"
             )
+    if args.proxy:
+        clin = proxy_clinical()
+        lines += [
+            "",
+            "Clinical table vs latent lesion evidence (4,000 patients, logistic regression, "
+            "5-fold CV; no images): "
+            + "; ".join(f"{k} AUC {v:.3f}" for k, v in clin.items())
+            + ". The two are independent given the label, so combining them helps.",
+        ]
     text = "\n".join(lines) + "\n"
     args.results.write_text(text, encoding="utf-8")
     print(text)

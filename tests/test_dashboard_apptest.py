@@ -356,3 +356,59 @@ def test_box_outside_image_is_reported_below_it(app, field, value, message):
     if field == "x1":  # the corrected box reaches the case
         compute(app)
         assert app.session_state["mb_result"]["case"].images[0].roi == (0, 0, 60, 80)
+
+
+# --------------------------------------------------------------------------- helpers without Streamlit
+
+
+def _logic():
+    sys.path.insert(0, str(support.APP.parent))
+    import _dashboard_logic
+
+    return _dashboard_logic
+
+
+@pytest.mark.parametrize(
+    ("typed", "env", "expected", "source"),
+    [
+        ("/x/typed", {"MULTIBONE_BUNDLE": "/x/env"}, "/x/typed", "typed"),
+        ("", {"MULTIBONE_BUNDLE": "/x/env"}, "/x/env", "MULTIBONE_BUNDLE"),
+        ("  ", {}, "CWD/runs/demo/bundle", "demo"),
+        ("rel/bundle", {}, "CWD/rel/bundle", "typed"),
+    ],
+)
+def test_bundle_location_order(tmp_path, typed, env, expected, source):
+    loc = _logic().locate_bundle(typed, env=env, cwd=tmp_path)
+    assert str(loc.path) == expected.replace("CWD", str(tmp_path))
+    assert source in loc.source and loc.exists is False
+
+
+@pytest.mark.parametrize(
+    ("box", "field", "message"),
+    [
+        ({"x0": 0, "y0": 0, "x1": 96, "y1": 80}, None, None),
+        ({"x0": None, "y0": 0, "x1": 96, "y1": 80}, "x0", "empty"),
+        ({"x0": 0, "y0": 0, "x1": 97, "y1": 80}, "x1", "outside the image (0 to 96 px)"),
+        ({"x0": 0, "y0": -1, "x1": 96, "y1": 80}, "y0", "outside the image (0 to 80 px)"),
+        ({"x0": 0.5, "y0": 0, "x1": 96, "y1": 80}, "x0", "whole number"),
+        ({"x0": 50, "y0": 0, "x1": 50, "y1": 80}, "box", "x1 (50) must be larger than x0 (50)"),
+        ({"x0": 0, "y0": 9, "x1": 96, "y1": 3}, "box", "y1 (3) must be larger than y0 (9)"),
+    ],
+)
+def test_box_errors(box, field, message):
+    errors = _logic().box_errors(box, height=80, width=96)
+    if field is None:
+        assert errors == {}
+    else:
+        assert list(errors) == [field] and message in errors[field]
+
+
+def test_upload_labels_hide_file_names():
+    cache: dict = {}
+    ups = _logic().read_uploads(
+        [("DOE^JANE.png", support.png_bytes()), ("DOE^JANE.txt", b"not an image" * 20)], cache
+    )
+    assert [u.label for u in ups] == ["image 1 (PNG)", "image 2"]
+    assert ups[1].error.startswith("image 2: ") and "DOE" not in ups[1].error
+    assert "multibone-upload-" not in ups[1].error  # no temporary path either
+    assert len(cache) == 2

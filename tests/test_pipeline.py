@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -177,3 +176,32 @@ def test_clinical_only_run_on_a_table_without_images(tmp_path):
     preds = pd.read_csv(run / "predictions.csv")
     assert "p_image_only" not in preds and preds["p_stacker"].between(0, 1).all()
     assert json.loads((run / "bundle" / "bundle.json").read_text())["backbones"] == []
+
+
+def test_analyst_flow_train_images_then_stack_run(mini_run, tmp_path, capsys):
+    """train-images --out RUN/imaging, then stack --run RUN builds the rest of the run."""
+    import shutil
+
+    import yaml
+
+    from conftest import MINI_CONFIG
+
+    cfg = tmp_path / "mini.yaml"
+    cfg.write_text(yaml.safe_dump(MINI_CONFIG))
+    run = tmp_path / "run"
+    shutil.copytree(mini_run / "imaging", run / "imaging")  # as train-images leaves it
+    manifest = mini_run / "cohort" / "manifest.csv"
+    code = main(["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(cfg),
+                 "--family", "lr", "--bootstrap", "50"])
+    assert code == 0
+    assert "AUC by set" in capsys.readouterr().out
+    meta = json.loads((run / "bundle" / "bundle.json").read_text())
+    assert meta["stacker"]["family"] == "lr"
+    # the folds of the imaging stage are reused, never re-drawn
+    scores = pd.read_csv(run / "imaging" / "patient_scores.csv", dtype={"patient_id": str})
+    splits = pd.read_csv(run / "splits.csv", dtype={"patient_id": str})
+    assert scores[["patient_id", "fold"]].equals(splits[["patient_id", "fold"]])
+    # a second time without --force refuses and leaves the bundle alone
+    before = (run / "bundle" / "bundle.json").read_bytes()
+    assert main(["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(cfg)]) == 2
+    assert (run / "bundle" / "bundle.json").read_bytes() == before

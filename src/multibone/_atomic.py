@@ -21,6 +21,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o644)  # mkstemp makes it private; the result is an ordinary file
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -43,6 +44,7 @@ def atomic_dir(target: str | Path, *, force: bool = False) -> Iterator[Path]:
         raise InputError(f"{target} already exists; pass --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
         if target.exists():

@@ -27,11 +27,11 @@ import pandas as pd
 
 from multibone import __version__
 from multibone.case import (  # noqa: F401  (re-exported for the dashboard and CLI)
+    CamView,
     Case,
     CaseExplanation,
     CaseImage,
     CaseResult,
-    CamView,
     case_field_errors,
     case_from_fields,
     case_report_html,
@@ -446,7 +446,8 @@ def build_demo(
     t0 = time.perf_counter()
     callback(0.0, f"making a synthetic cohort of {patients} patients")
     manifest = make_synthetic_cohort(
-        run / "cohort", n_patients=patients, seed=seed, difficulty=difficulty, progress=progress
+        run / "cohort", n_patients=patients, seed=seed, difficulty=difficulty, progress=progress,
+        workers=2,
     )
     out = run_pipeline(manifest, run, config, progress=progress, callback=callback, force=force)
     log.info("demo finished in %.0f s: %s", time.perf_counter() - t0, out)

@@ -1,5 +1,12 @@
 """``multibone stack``: compare stacker families, fit the chosen one and the baselines.
 
+Whole run (after ``train-images --out RUN/imaging``): stacking, predictions,
+operating points, evaluation report, model bundle and summary, all under RUN::
+
+    multibone stack --run RUN --manifest M [--config C] [--family rf] [--force]
+
+Stacking step only::
+
     multibone stack --scores RUN/imaging/patient_scores.csv --manifest M \\
         [--config C] --out RUN/stacking [--family rf] [--force]
 
@@ -28,7 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--manifest", type=Path, required=True, help="cohort manifest.csv")
     parser.add_argument("--config", type=Path, help="run config YAML (its stacking: section)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (RUN/stacking)")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        help="run folder: reads RUN/imaging/patient_scores.csv (if present) and writes the whole "
+        "run (stacking, predictions, thresholds, evaluation, bundle, summary.md)",
+    )
+    parser.add_argument("--out", type=Path, help="stacking step only: output folder (RUN/stacking)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="with --run: bootstrap resamples of the report"
+    )
     parser.add_argument(
         "--family", choices=FAMILIES, help="family to fit (default: the config's, rf)"
     )
@@ -68,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     from multibone.stacking.features import build_stacking_table
     from multibone.stacking.run import run_stacking
 
+    if (args.run is None) == (args.out is None):
+        raise InputError("give either --run RUN (whole run) or --out DIR (stacking step only)")
+    if args.run is not None:
+        return _run_whole(args)
     config = load_run_config(args.config)
     cohort = load_cohort(
         args.manifest, positive_class=config.positive_class, check_images=False, progress=False
@@ -111,4 +131,30 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     print(f"wrote {args.out} (stacker.joblib, baselines.joblib, predictions.csv, thresholds.json)")
+    return 0
+
+
+def _run_whole(args: argparse.Namespace) -> int:
+    """Stages after imaging, through the bundle (:func:`multibone.pipeline.finish_run`)."""
+    from multibone.cohort import assign_splits, load_cohort
+    from multibone.pipeline import finish_run
+    from multibone.runconfig import load_run_config, save_run_config
+
+    config = load_run_config(args.config)
+    if args.family:
+        config.stacking.family = args.family
+    run = args.run
+    scores_path = run / "imaging" / "patient_scores.csv"
+    cohort = load_cohort(args.manifest, positive_class=config.positive_class, progress=False)
+    if scores_path.is_file():
+        # the splits the backbones were cross-fitted on: never re-drawn here
+        splits = _read_scores(scores_path)[["patient_id", "split", "fold"]]
+    else:
+        splits = assign_splits(cohort.patients, config.splits)
+    run.mkdir(parents=True, exist_ok=True)
+    splits.to_csv(run / "splits.csv", index=False)
+    save_run_config(config, run / "config.yaml")
+    finish_run(run, cohort, splits, config, force=args.force, progress=sys.stderr.isatty(),
+               n_boot=args.bootstrap)
+    print((run / "summary.md").read_text(encoding="utf-8"))
     return 0
