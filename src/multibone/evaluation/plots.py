@@ -63,17 +63,21 @@ def roc_figure(curves: Sequence[dict], title: str) -> Figure:
 
     Each dict: ``name``, ``fpr``, ``tpr`` (arrays), ``auc``, ``ci_low``, ``ci_high``
     (DeLong), optional ``band`` = (fpr_grid, tpr_low, tpr_high) drawn as a ribbon.
+    With many models only the first three (the report puts stacker, clinical-only
+    and image-only first) get a ribbon and the rest are drawn thinner: seven
+    overlapping ribbons hide the curves a reader came for.
     """
     fig, (ax,) = _new()
+    banded = 3
     for i, c in enumerate(curves):
         col = _color(i)
         band = c.get("band")
-        if band is not None and np.isfinite(band[1]).all():
+        if band is not None and i < banded and np.isfinite(band[1]).all():
             ax.fill_between(
                 band[0], band[1], band[2], color=col, alpha=0.13, step="post", linewidth=0
             )
         lab = f"{c['name']}  AUC {c['auc']:.3f} ({c['ci_low']:.3f}-{c['ci_high']:.3f})"
-        ax.plot(c["fpr"], c["tpr"], color=col, lw=1.8, label=lab)
+        ax.plot(c["fpr"], c["tpr"], color=col, lw=1.8 if i < banded else 1.0, label=lab)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance (AUC 0.5)")
     ax.set(
         xlim=(-0.01, 1.01),
@@ -85,7 +89,8 @@ def roc_figure(curves: Sequence[dict], title: str) -> Figure:
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(
-        loc="lower right", fontsize=7, title="95% CI: DeLong; band: bootstrap", title_fontsize=7
+        loc="lower right", fontsize=7, title="95% CI: DeLong; band: bootstrap" + (" (first 3)" if len(curves) > banded else ""),
+        title_fontsize=7,
     )
     return fig
 
