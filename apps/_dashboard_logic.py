@@ -79,6 +79,34 @@ def manifest_sha256(bundle_path: Path) -> str:
     return hashlib.sha256((Path(bundle_path) / "bundle.json").read_bytes()).hexdigest()
 
 
+# --------------------------------------------------------------------------- torch threads
+
+ENV_THREADS = "MULTIBONE_TORCH_THREADS"
+
+
+def torch_threads(env: Mapping[str, str] | None = None, cpus: int | None = None) -> int | None:
+    """Threads torch should use for one case, or None to leave torch's default alone.
+
+    ``$MULTIBONE_TORCH_THREADS`` wins; an explicit ``$OMP_NUM_THREADS`` is respected (None);
+    otherwise half the CPUs, 1 to 4. Why: a case is a handful of small forward passes, and
+    torch's default (every core) makes OpenMP threads spin against other processes; on a
+    busy 2-core machine that measured 10-15x slower than one thread (RESULTS_dashboard.md).
+    """
+    env = os.environ if env is None else env
+    given = env.get(ENV_THREADS, "").strip()
+    if given:
+        try:
+            return max(1, int(given))
+        except ValueError:
+            raise MultiboneError(
+                f"${ENV_THREADS}={given!r} is not a whole number of threads; unset it or give e.g. 2"
+            ) from None
+    if env.get("OMP_NUM_THREADS", "").strip():
+        return None
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(1, min(4, cpus // 2))
+
+
 # --------------------------------------------------------------------------- uploads
 
 _MAGIC_SUFFIX = (
@@ -334,11 +362,12 @@ def _cell(value: object) -> str:
     return str(value).strip()
 
 
-def demo_case_from_manifest(manifest: Path, index: int = 0) -> DemoCase:
+def demo_case_from_manifest(manifest: Path, index: int = 0, splits: Path | None = None) -> DemoCase:
     """Take the ``index``-th (cyclically) held-out patient of a synthetic cohort manifest.
 
-    Prefers patients outside the development centre (they were not trained on) and
-    patients with a DICOM image (so the DICOM path is exercised).
+    Held out: ``split`` test/external in the run's ``splits`` CSV (or the manifest), else
+    patients outside the largest centre. Patients with a DICOM image come first (so the
+    DICOM path is exercised).
     """
     import pandas as pd
 
@@ -346,9 +375,14 @@ def demo_case_from_manifest(manifest: Path, index: int = 0) -> DemoCase:
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     if df.empty:
         raise MultiboneError(f"{manifest}: no rows; cannot pick a demo case")
+    if splits is not None and Path(splits).is_file():
+        sp = pd.read_csv(splits, dtype=str, keep_default_na=False)[["patient_id", "split"]]
+        df = df.drop(columns=["split"], errors="ignore").merge(sp, on="patient_id", how="left")
     pats = list(dict.fromkeys(df["patient_id"]))
     held_out = set(pats)
-    if "split" in df and df["split"].isin(["test", "external"]).any():
+    if "split" in df and df["split"].isin(["dev"]).all():
+        pass  # every patient was trained on: any will do
+    elif "split" in df and df["split"].isin(["test", "external"]).any():
         held_out = set(df.loc[df["split"].isin(["test", "external"]), "patient_id"])
     elif "center" in df and df["center"].nunique() > 1:
         main_centre = df.groupby("center")["patient_id"].nunique().idxmax()
@@ -397,6 +431,14 @@ def find_demo_manifest(bundle_path: Path | None) -> Path | None:
     if bundle_path is None:
         return None
     candidate = Path(bundle_path).parent / "cohort" / "manifest.csv"
+    return candidate if candidate.is_file() else None
+
+
+def find_run_splits(bundle_path: Path | None) -> Path | None:
+    """The run's splits.csv next to its bundle (RUN/splits.csv), if any."""
+    if bundle_path is None:
+        return None
+    candidate = Path(bundle_path).parent / "splits.csv"
     return candidate if candidate.is_file() else None
 
 

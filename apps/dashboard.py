@@ -69,7 +69,36 @@ def cached_bundle(path: str, manifest_sha: str):
     so a rebuilt bundle at the same path is loaded afresh."""
     bundle = load_bundle(path)
     case_api.runtime(bundle)  # load backbones and stacker now, not at the first case
+    warm_up(bundle)
     return bundle
+
+
+def warm_up(bundle) -> None:
+    """One throw-away case through the pipeline, so the first real case does not pay for
+    torch's first-call set-up (measured: about 1 s of the first case's time)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    image = pipeline.CaseImage(
+        pixels=rng.random((96, 96), dtype=np.float32), roi=None, label="warm-up"
+    )
+    fields = {"age": 50.0, "sex": "F", "site": "femur", "location": "", "crp": None, "esr": None}
+    try:
+        case = pipeline.case_from_fields(fields, [image])
+        pipeline.explain_case(bundle, case, cam_methods=("scorecam",))
+    except Exception:  # warm-up is an optimisation only; a real case reports real errors
+        log.warning("warm-up case failed; the first case will be slower", exc_info=True)
+
+
+@st.cache_resource
+def configure_torch() -> int:
+    """Set torch's thread count once per server process (see logic.torch_threads)."""
+    import torch
+
+    n = logic.torch_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def sidebar_bundle():
@@ -188,8 +217,11 @@ def _clear_images() -> None:
 def _load_demo_case(bundle_path: str) -> None:
     """Button callback: fill images, boxes and form from a held-out synthetic patient."""
     try:
-        manifest = logic.find_demo_manifest(Path(bundle_path)) or fallback_demo_manifest()
-        demo = logic.demo_case_from_manifest(manifest, st.session_state["mb_demo_index"])
+        manifest = logic.find_demo_manifest(Path(bundle_path))
+        splits = logic.find_run_splits(Path(bundle_path)) if manifest else None
+        demo = logic.demo_case_from_manifest(
+            manifest or fallback_demo_manifest(), st.session_state["mb_demo_index"], splits
+        )
     except (MultiboneError, OSError, KeyError, ValueError) as exc:
         st.session_state["mb_demo_error"] = f"No demo case available: {exc}"
         return
@@ -281,7 +313,8 @@ def lesion_box(up: logic.Upload) -> dict:
     with right:
         st.caption(
             f"{img.width} x {img.height} px. Lesion box in pixels (x1, y1 exclusive); "
-            "the default is the whole image."
+            "the default is the whole image, but the image models were trained on lesion "
+            "crops: box the lesion for a meaningful score."
         )
         cols = st.columns(4)
         slots = {}
@@ -405,30 +438,43 @@ def clinical_section() -> tuple[dict, dict[str, str]]:
 # --------------------------------------------------------------------------- result
 
 
-def compute(bundle, uploads, boxes, fields, cam_methods) -> dict:
-    """Build the case and call the pipeline; returns what the result section shows."""
+def build_case(uploads, boxes, fields):
+    """The pipeline's Case from the page's inputs (raises InputError)."""
     images = [
         pipeline.CaseImage(pixels=up.image.pixels, roi=boxes[up.key]["box"], label=up.label)
         for up in uploads
     ]
-    case = pipeline.case_from_fields(fields, images)
+    return pipeline.case_from_fields(fields, images)
+
+
+def compute_and_show(bundle, uploads, boxes, fields, cam_methods) -> dict:
+    """Call the pipeline and draw as results arrive: the probability and decision first,
+    then SHAP and the CAM overlays. Returns everything for later reruns of the page."""
+    case = build_case(uploads, boxes, fields)
     t0 = time.perf_counter()
-    result = pipeline.predict_case(bundle, case)
-    t1 = time.perf_counter()
-    explanation = pipeline.explain_case(bundle, case, cam_methods=cam_methods)
-    t2 = time.perf_counter()
-    report = pipeline.case_report_html(case, result, explanation)
-    return {
-        "case": case,
-        "result": result,
-        "explanation": explanation,
-        "report": report,
-        "seconds": {"predict": t1 - t0, "explain": t2 - t1, "total": t2 - t0},
-    }
+    with st.spinner("Computing the probability ..."):
+        result = pipeline.predict_case(bundle, case)
+    out = {"case": case, "result": result, "explanation": None, "report": None}
+    out["seconds"] = {"predict": time.perf_counter() - t0}
+    result_head(out)
+    with st.spinner("Computing SHAP and the heatmaps ..."):
+        t1 = time.perf_counter()
+        out["explanation"] = pipeline.explain_case(bundle, case, cam_methods=cam_methods)
+        out["seconds"]["explain"] = time.perf_counter() - t1
+        out["report"] = pipeline.case_report_html(case, result, out["explanation"])
+        out["seconds"]["total"] = time.perf_counter() - t0
+    result_tail(out)
+    return out
 
 
 def result_section(out: dict) -> None:
-    result, expl = out["result"], out["explanation"]
+    result_head(out)
+    result_tail(out)
+
+
+def result_head(out: dict) -> None:
+    """Probability, decision at the chosen operating point, per-backbone scores."""
+    result = out["result"]
     pos, neg = result.positive_class, result.negative_class
     p = float(result.probability)
     st.subheader("3. Result")
@@ -459,9 +505,8 @@ def result_section(out: dict) -> None:
             "(out-of-fold)."
         )
     st.caption(
-        f"Calibrated probability from the stacker; computed in {out['seconds']['total']:.1f} s "
-        f"(prediction {out['seconds']['predict']:.2f} s, explanations "
-        f"{out['seconds']['explain']:.2f} s). Bundle: {result.bundle_version}."
+        f"Calibrated probability from the stacker, computed in {out['seconds']['predict']:.1f} s. "
+        f"Bundle: {result.bundle_version}."
     )
     if result.backbone_scores:
         st.markdown(f"**Image models** (probability of {pos} from each backbone)")
@@ -469,11 +514,16 @@ def result_section(out: dict) -> None:
             {
                 "backbone": list(result.backbone_scores),
                 f"probability of {pos}": [
-                    round(float(v), 3) for v in result.backbone_scores.values()
+                    f"{float(v):.3f}" for v in result.backbone_scores.values()
                 ],
             },
             hide_index=True,
         )
+
+
+def result_tail(out: dict) -> None:
+    """SHAP waterfall and sentences, CAM overlays per image, the report download."""
+    expl = out["explanation"]
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**What moved the probability (SHAP)**")
@@ -509,6 +559,11 @@ def result_section(out: dict) -> None:
         key="mb_report",
         on_click="ignore",
     )
+    sec = out["seconds"]
+    st.caption(
+        f"Result in {sec['total']:.1f} s: prediction {sec['predict']:.2f} s, SHAP and heatmaps "
+        f"{sec['explain']:.2f} s."
+    )
 
 
 def case_tab(bundle, bundle_path: str) -> None:
@@ -540,8 +595,7 @@ def case_tab(bundle, bundle_path: str) -> None:
             st.error("Cannot compute yet: " + "; ".join(problems) + " (see the messages above).")
         else:
             try:
-                with st.spinner("Computing the probability, SHAP and Score-CAM ..."):
-                    out = compute(bundle, uploads, boxes, fields, cam_methods)
+                out = compute_and_show(bundle, uploads, boxes, fields, cam_methods)
             except MultiboneError as exc:
                 st.error(f"Could not compute the result: {exc}")
             except Exception as exc:  # a bug must not take the page down; the log has the trace
@@ -553,6 +607,7 @@ def case_tab(bundle, bundle_path: str) -> None:
             else:
                 out["fp"] = fp
                 st.session_state["mb_result"] = out
+                return  # drawn while computing
     out = st.session_state.get("mb_result")
     if out is not None and out["fp"] == fp:
         result_section(out)
@@ -565,6 +620,10 @@ def case_tab(bundle, bundle_path: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="multibone", layout="wide")
     _init_state()
+    try:
+        configure_torch()
+    except MultiboneError as exc:
+        st.error(str(exc))
     st.title("multibone: primary bone tumour or bone infection?")
     loc, bundle, error = sidebar_bundle()
     if bundle is None:

@@ -56,6 +56,9 @@ def machine() -> str:
 _COLD = """
 import json, time, sys
 t0 = time.perf_counter()
+import torch
+if int(sys.argv[2]) > 0:
+    torch.set_num_threads(int(sys.argv[2]))
 from multibone import pipeline
 from multibone.bundle import load_bundle
 t1 = time.perf_counter()
@@ -68,16 +71,20 @@ print(json.dumps({"import": t1 - t0, "load_bundle": t2 - t1, "warm_up": t3 - t2}
 """
 
 
-def cold_load(bundle: Path) -> dict:
+def cold_load(bundle: Path, threads: int | None) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", _COLD, str(bundle)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", _COLD, str(bundle), str(threads or 0)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def demo_case(bundle, pipeline):
-    manifest = logic.find_demo_manifest(bundle.path) or logic.make_demo_manifest()
-    demo = logic.demo_case_from_manifest(manifest, 0)
+    manifest = logic.find_demo_manifest(bundle.path)
+    splits = logic.find_run_splits(bundle.path) if manifest else None
+    demo = logic.demo_case_from_manifest(manifest or logic.make_demo_manifest(), 0, splits)
     images = []
     for i, ((name, data), box) in enumerate(zip(demo.images, demo.boxes, strict=True), start=1):
         img = logic.decode_image_bytes(data, name, f"image {i}")
@@ -114,7 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: what the dashboard sets, logic.torch_threads())",
+    )
     args = ap.parse_args(argv)
+    threads = args.threads or logic.torch_threads()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     from multibone import pipeline
     from multibone.bundle import load_bundle
@@ -125,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if not loc.exists:
         print(f"no bundle at {loc.path}: run 'multibone demo' first", file=sys.stderr)
         return 2
-    cold = cold_load(loc.path)
+    cold = cold_load(loc.path, threads)
     warm_first, warm_med, _, bundle = timed(lambda: load_bundle(loc.path), args.repeats)
     from multibone.case import runtime
 
@@ -146,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     total_med = statistics.median(totals) + r_med
     first_total = p_first + e_first + r_first
     rows = [
-        ("import multibone.pipeline (fresh process)", cold["import"], None),
-        ("load_bundle, cold (fresh process)", cold["load_bundle"], None),
-        ("model warm-up after load (fresh process)", cold["warm_up"], None),
+        ("import torch + multibone.pipeline (fresh process)", cold["import"], None),
+        ("load_bundle, cold (fresh process; verifies every SHA-256)", cold["load_bundle"], None),
+        ("loading backbones + stacker after load (fresh process)", cold["warm_up"], None),
         ("load_bundle, warm (same process)", warm_first, warm_med),
         ("predict_case", p_first, p_med),
         ("explain_case, Score-CAM all backbones", e_first, e_med),
@@ -156,20 +174,25 @@ def main(argv: list[str] | None = None) -> int:
         ("case_report_html", r_first, r_med),
         ("button to result (predict + explain + report)", first_total, total_med),
     ]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     info = {
         "machine": machine(),
+        "load_average_1_5_15": [round(x, 2) for x in load],
         "bundle": str(loc.path),
         "backbones": bundle.backbones,
         "n_images": len(case.images),
         "image_shapes": [list(im.pixels.shape) for im in case.images],
         "repeats": args.repeats,
+        "torch_threads": threads or "torch default",
         "probability": float(result.probability),
     }
     if args.markdown:
         print(f"Machine: {info['machine']}  ")
+        print(f"Load average at the end (1, 5, 15 min): {info['load_average_1_5_15']}  ")
         print(
             f"Bundle: `{info['bundle']}` (backbones {', '.join(info['backbones'])}); demo case with "
-            f"{info['n_images']} image(s) {info['image_shapes']}; median of {args.repeats} runs after a first call.\n"
+            f"{info['n_images']} image(s) {info['image_shapes']}; torch threads: "
+            f"{info['torch_threads']}; median of {args.repeats} runs after a first call.\n"
         )
         print("| step | first call (s) | median (s) |")
         print("|---|---:|---:|")

@@ -129,4 +129,3 @@ def dicom_without_pixels() -> bytes:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
-

@@ -252,6 +252,21 @@ def test_demo_case_button_fills_everything(app):
     assert any(m.label == "Probability of infection" for m in app.metric)
 
 
+def test_demo_case_without_a_demo_run_makes_a_synthetic_one(monkeypatch, tmp_path, bundle_path):
+    """A bundle with no RUN/cohort beside it: the button makes a tiny synthetic cohort."""
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(bundle_path, copy)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MULTIBONE_BUNDLE", str(copy))
+    at = AppTest.from_file(str(support.APP), default_timeout=TIMEOUT).run()
+    at.button(key="mb_demo_case").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any(m.value.startswith("**image 1 (") for m in at.markdown)
+
+
 def test_model_tab_shows_evaluation(app, bundle_path):
     from multibone.bundle import load_bundle
 
@@ -412,3 +427,25 @@ def test_upload_labels_hide_file_names():
     assert ups[1].error.startswith("image 2: ") and "DOE" not in ups[1].error
     assert "multibone-upload-" not in ups[1].error  # no temporary path either
     assert len(cache) == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "cpus", "expected"),
+    [
+        ({}, 2, 1),
+        ({}, 8, 4),
+        ({}, 64, 4),
+        ({}, 1, 1),
+        ({"OMP_NUM_THREADS": "3"}, 8, None),
+        ({"MULTIBONE_TORCH_THREADS": "6", "OMP_NUM_THREADS": "1"}, 2, 6),
+    ],
+)
+def test_torch_threads(env, cpus, expected):
+    assert _logic().torch_threads(env, cpus) == expected
+
+
+def test_torch_threads_rejects_text():
+    from multibone.errors import MultiboneError
+
+    with pytest.raises(MultiboneError, match="MULTIBONE_TORCH_THREADS='many'"):
+        _logic().torch_threads({"MULTIBONE_TORCH_THREADS": "many"}, 2)
