@@ -6,7 +6,10 @@ What it measures (per image, CPU, median of several runs):
   forward passes in batches of 16, every channel), the reference cost;
 * ``multibone full``: :func:`multibone.explain.score_cam` with every channel
   (same map as the package, checked here too);
-* ``multibone fast k``: the ``top_k`` channels with the largest mean activation;
+* ``multibone fast``: ``top_k`` masked passes, channel rule ``select``:
+  ``surrogate`` (the default: first-order estimates + a ridge surrogate fills
+  in the unscored channels), and the naive ``mean`` / ``gradient`` top-k
+  pre-selections (unscored channels weight 0) for comparison;
 * ``Grad-CAM`` (multibone and the package).
 
 and the fidelity of the fast maps: Pearson r (over pixels) with the full
@@ -21,9 +24,11 @@ Score-CAM map of the same model, layer and image, on
 
 Usage::
 
-    python benchmarks/bench_cam.py                    # everything (~1 h on 2 cores)
+    python benchmarks/bench_cam.py                    # everything: ~15 min on an idle
+                                                      # 2-core CPU (+ ~5 min first-run
+                                                      # training), far longer when shared
     python benchmarks/bench_cam.py --quick            # tiny variants only (~1 min)
-    python benchmarks/bench_cam.py --threads 2 --json benchmarks/results_cam.json
+    python benchmarks/bench_cam.py --summarize benchmarks/results_cam.json   # tables
 
 Random numbers come from local generators (numpy Generator, torch Generator /
 fork_rng); nothing global is seeded.
@@ -45,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from multibone.explain import (
-    SELECTIONS,
+    DEFAULT_TOP_K,
     box_area_share,
     cam_energy_in_box,
     explain_image,
@@ -101,22 +106,22 @@ def blob_batch(rng: np.random.Generator, n: int, size: int):
     return x, torch.tensor(labels, dtype=torch.float32), list(ims), list(boxes)
 
 
-def train_blobs(arch: str, size: int, steps: int, batch: int, cache: Path) -> torch.nn.Module:
-    """A one-logit timm model trained ``steps`` AdamW steps on blobs (cached state dict)."""
-    import timm
+def train_blobs(
+    make_model, tag: str, size: int, steps: int, batch: int, lr: float, wd: float, cache: Path
+) -> torch.nn.Module:
+    """A one-logit model trained ``steps`` AdamW steps on blobs (state dict cached by ``tag``).
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = timm.create_model(arch, num_classes=1, pretrained=False)
-    path = cache / f"{arch}_{size}px_blobs_{steps}x{batch}.pt"
+    ``make_model()`` builds the untrained model (seeded by the caller). With
+    ``wd=0`` AdamW is plain Adam.
+    """
+    model = make_model()
+    path = cache / f"{tag}_{size}px_blobs_{steps}x{batch}_lr{lr:g}.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         print(f"loaded {path}", flush=True)
         return model.eval()
     rng = np.random.default_rng(0)
-    # gentle recipe (AdamW 3e-4, clipped gradients): plain Adam 1e-3 gave logits of +-100,
-    # which turns Score-CAM's softmax over channel scores into a one-hot weight
-    opt = torch.optim.AdamW(model.parameters(), 3e-4, weight_decay=0.05)
+    opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=wd)
     model.train()
     t0 = time.perf_counter()
     for step in range(steps):
@@ -124,16 +129,34 @@ def train_blobs(arch: str, size: int, steps: int, batch: int, cache: Path) -> to
         loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        print(
-            f"train step {step}: loss {loss.item():.3f} ({time.perf_counter() - t0:.0f}s)",
-            flush=True,
-        )
+        if step % 10 == 0 or step == steps - 1:
+            print(
+                f"{tag} step {step}: loss {loss.item():.3f} ({time.perf_counter() - t0:.0f}s)",
+                flush=True,
+            )
     model.eval()
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return model
+
+
+def heldout(model, size: int, n: int = 64) -> tuple[float, list[float]]:
+    """AUC and logits of ``model`` on ``n`` held-out blob images."""
+    from sklearn.metrics import roc_auc_score
+
+    x, y, _, _ = blob_batch(np.random.default_rng(7), n, size)
+    with torch.inference_mode():
+        logits = model(x)[:, 0].numpy()
+    return float(roc_auc_score(y.numpy(), logits)), logits.round(2).tolist()
+
+
+def _b3(seed: int = 0):
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(B3, num_classes=1, pretrained=False)
 
 
 def radiograph_crop(size: int) -> tuple[np.ndarray, tuple]:
@@ -181,7 +204,7 @@ def pkg_cam(kind: str, model, layer, x):
         return cam(x, targets=[ClassifierOutputTarget(0)])[0]
 
 
-def study(label, model, layer, xs, boxes, ks, selects, runs, pkg_runs, full_runs) -> dict:
+def study(label, model, layer, xs, boxes, variants, runs, pkg_runs, full_runs) -> dict:
     """Per image: the package's ScoreCAM (first image only), full and fast Score-CAM, Grad-CAM.
 
     Times are medians of ``runs`` calls (``pkg_runs`` / ``full_runs`` for the full maps);
@@ -209,20 +232,19 @@ def study(label, model, layer, xs, boxes, ks, selects, runs, pkg_runs, full_runs
         if box is not None:
             item["full_energy_in_box"] = cam_energy_in_box(full.map, box)
             item["box_area_share"] = box_area_share(box, full.map.shape)
-        for sel in selects:
-            for k in ks:
-                if k >= full.n_channels_used:
-                    continue
-                t, fast = timed(
-                    lambda x=x, k=k, sel=sel: explain_image(model, x, layer, top_k=k, select=sel),
-                    runs,
-                )
-                item[f"{sel}{k}_s"] = t
-                item[f"{sel}{k}_r"] = pearson(fast.map, full.map)
-                if ref is not None:
-                    item[f"{sel}{k}_speedup_vs_pkg"] = item["pkg_scorecam_s"] / t
-                if box is not None:
-                    item[f"{sel}{k}_energy_in_box"] = cam_energy_in_box(fast.map, box)
+        for sel, k in variants:
+            if k >= full.n_channels_used:
+                continue
+            t, fast = timed(
+                lambda x=x, k=k, sel=sel: explain_image(model, x, layer, top_k=k, select=sel), runs
+            )
+            item[f"{sel}{k}_s"] = t
+            item[f"{sel}{k}_r"] = pearson(fast.map, full.map)
+            if ref is not None:
+                item[f"{sel}{k}_speedup_vs_pkg"] = item["pkg_scorecam_s"] / t
+            item[f"{sel}{k}_speedup_vs_full"] = item["full_s"] / t
+            if box is not None:
+                item[f"{sel}{k}_energy_in_box"] = cam_energy_in_box(fast.map, box)
         item["gradcam_s"], g = timed(
             lambda x=x: explain_image(model, x, layer, method="gradcam"), runs
         )
@@ -243,54 +265,124 @@ def study(label, model, layer, xs, boxes, ks, selects, runs, pkg_runs, full_runs
 
 
 def write_overlays(model, directory: Path, top_k: int) -> list[str]:
-    """Fast Score-CAM overlays: the RG3_UNCI radiograph (map pasted into the crop box) and a blob."""
+    """Fast Score-CAM overlays of the predicted class (``target`` from the logit's sign).
+
+    RG3_UNCI radiograph (map pasted into the crop box, lesion box in green) and
+    held-out blob images; weighted blending (the radiograph shows where the map is low).
+    """
     from pydicom.data import get_testdata_file
 
     from multibone.explain import overlay, save_png
     from multibone.io import crop_roi, read_radiograph, resize_square, roi_box, to_uint8
 
-    written = []
+    def predicted(x):
+        with torch.inference_mode():
+            return "positive" if float(model(x)[0, 0]) > 0 else "negative"
+
+    def green(img, box, width):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        h, w = img.shape[:2]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        img[y0 : y0 + width, x0:x1] = img[y1 - width : y1, x0:x1] = (0, 255, 0)
+        img[y0:y1, x0 : x0 + width] = img[y0:y1, x1 - width : x1] = (0, 255, 0)
+
+    written, lines = [], []
     rad = read_radiograph(get_testdata_file("RG3_UNCI.dcm"))
     lesion = (740.0, 960.0, 980.0, 1240.0)
     crop_box = roi_box(rad.pixels.shape, lesion, 0.5)
-    crop = resize_square(crop_roi(rad.pixels, lesion, margin=0.5), B3_SIZE)
-    res = explain_image(model, to_input(crop), B3_LAYER, top_k=top_k)
+    x = to_input(resize_square(crop_roi(rad.pixels, lesion, margin=0.5), B3_SIZE))
+    target = predicted(x)
     grey = to_uint8(rad.pixels)
-    full = overlay(grey, res.map, alpha=0.45, box=crop_box, outline=True)
-    # the lesion box itself, 3 px green, so the reader can judge the focus
-    x0, y0, x1, y1 = (int(v) for v in lesion)
-    full[y0 : y0 + 3, x0:x1] = full[y1 - 3 : y1, x0:x1] = (0, 255, 0)
-    full[y0:y1, x0 : x0 + 3] = full[y0:y1, x1 - 3 : x1] = (0, 255, 0)
-    written.append(
-        str(save_png(full[::2, ::2].copy(), directory / "cam_rg3_unci_scorecam_fast.png"))
-    )
     cx0, cy0, cx1, cy1 = crop_box
-    written.append(
-        str(
-            save_png(
-                full[cy0:cy1, cx0:cx1].copy(), directory / "cam_rg3_unci_scorecam_fast_zoom.png"
-            )
-        )
-    )
-    g = explain_image(model, to_input(crop), B3_LAYER, method="gradcam")
-    zoom_g = overlay(grey, g.map, alpha=0.45, box=crop_box)[cy0:cy1, cx0:cx1].copy()
-    written.append(str(save_png(zoom_g, directory / "cam_rg3_unci_gradcam_zoom.png")))
-    for label in (1, 0):
-        img, box = blob_image(np.random.default_rng(20 + label), B3_SIZE, label)
-        r = explain_image(model, to_input(img), B3_LAYER, top_k=top_k)
-        ov = overlay(to_uint8(img), r.map, alpha=0.45)
-        bx0, by0, bx1, by1 = (int(round(v)) for v in box)
-        bx0, by0 = max(bx0, 0), max(by0, 0)
-        bx1, by1 = min(bx1, B3_SIZE) - 1, min(by1, B3_SIZE) - 1
-        ov[by0, bx0:bx1] = ov[by1, bx0:bx1] = (0, 255, 0)
-        ov[by0:by1, bx0] = ov[by0:by1, bx1] = (0, 255, 0)
-        path = directory / f"cam_blob_label{label}_scorecam_fast.png"
+    for method in ("scorecam", "gradcam"):
+        res = explain_image(model, x, B3_LAYER, method=method, top_k=top_k, target=target)
+        full = overlay(grey, res.map, alpha=0.6, box=crop_box, outline=True, weighted=True)
+        green(full, lesion, 3)
+        if method == "scorecam":
+            path = directory / "cam_rg3_unci_scorecam_fast.png"
+            written.append(str(save_png(full[::2, ::2].copy(), path)))
+        path = directory / f"cam_rg3_unci_{method}_zoom.png"
+        written.append(str(save_png(full[cy0:cy1, cx0:cx1].copy(), path)))
+        lines.append(f"RG3 {method}: logit {res.logit:+.1f}, target {target}, note '{res.note}'")
+    xs, _, ims, boxes = blob_batch(np.random.default_rng(7), 8, B3_SIZE)
+    for i in (1, 7):  # a label-1 and a label-0 held-out image
+        target = predicted(xs[i : i + 1])
+        r = explain_image(model, xs[i : i + 1], B3_LAYER, top_k=top_k, target=target)
+        ov = overlay(to_uint8(ims[i]), r.map, alpha=0.6, weighted=True)
+        green(ov, boxes[i], 1)
+        path = directory / f"cam_blob{i}_scorecam_fast.png"
         written.append(str(save_png(ov, path)))
-        print(
-            f"{path.name}: logit {r.logit:+.2f}, energy in box {cam_energy_in_box(r.map, box):.2f}"
+        share = cam_energy_in_box(r.map, boxes[i])
+        lines.append(
+            f"{path.name}: logit {r.logit:+.1f}, target {target}, energy in box {share:.2f}"
         )
-    print(f"RG3 crop: logit {res.logit:+.2f}; overlays: {written}", flush=True)
+    print("\n".join(lines), flush=True)
     return written
+
+
+def summarize(results: dict) -> str:
+    """Markdown tables of a results JSON (medians over images; min r in brackets)."""
+
+    def f(v, fmt="{:.3f}"):
+        return "-" if v is None or v != v else fmt.format(v)
+
+    lines = [
+        "| case | channels | grad-cam ScoreCAM s | full s | full vs grad-cam r | "
+        + "fast variant | fast s | speed-up vs grad-cam | speed-up vs full | r fast vs full (min) | "
+        + "Grad-CAM s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in results["cases"]:
+        variants = sorted(
+            {k[len("median_") : -2] for k in c if k.startswith("median_") and k.endswith("_r")}
+            - {"full_vs_pkg", "gradcam_vs_pkg", "gradcam_vs_full_scorecam"}
+        )
+        for i, v in enumerate(variants):
+            head = (
+                [
+                    c["case"],
+                    f(c.get("median_n_channels"), "{:.0f}"),
+                    f(c.get("median_pkg_scorecam_s"), "{:.2f}"),
+                    f(c.get("median_full_s"), "{:.2f}"),
+                    f(c.get("median_full_vs_pkg_r"), "{:.4f}"),
+                ]
+                if i == 0
+                else ["", "", "", "", ""]
+            )
+            lines.append(
+                "| "
+                + " | ".join(
+                    head
+                    + [
+                        v,
+                        f(c.get(f"median_{v}_s"), "{:.2f}"),
+                        f(c.get(f"median_{v}_speedup_vs_pkg"), "{:.1f}x"),
+                        f(c.get(f"median_{v}_speedup_vs_full"), "{:.1f}x"),
+                        f"{f(c.get(f'median_{v}_r'))} ({f(c.get(f'min_{v}_r'))})",
+                        f(c.get("median_gradcam_s"), "{:.2f}") if i == 0 else "",
+                    ]
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        "| case | n images | box area share (chance) | full Score-CAM | fast surrogate | "
+        + "Grad-CAM | Grad-CAM vs full Score-CAM r |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in results["cases"]:
+        if "median_box_area_share" not in c:
+            continue
+        fast_key = f"median_surrogate{DEFAULT_TOP_K}_energy_in_box"
+        if fast_key not in c:
+            fast_key = "median_surrogate16_energy_in_box"
+        lines.append(
+            f"| {c['case']} | {c['n_images']} | {f(c.get('median_box_area_share'))} | "
+            f"{f(c.get('median_full_energy_in_box'))} | {f(c.get(fast_key))} | "
+            f"{f(c.get('median_gradcam_energy_in_box'))} | "
+            f"{f(c.get('median_gradcam_vs_full_scorecam_r'))} |"
+        )
+    return "\n".join(lines)
 
 
 def machine() -> dict:
@@ -309,17 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny variants only")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--runs", type=int, default=5, help="runs per fast / Grad-CAM timing (median)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per fast / Grad-CAM timing (median)")
     ap.add_argument(
         "--pkg-runs", type=int, default=1, help="runs of the package's full ScoreCAM on B3"
     )
     ap.add_argument(
         "--full-runs", type=int, default=1, help="runs of multibone's full Score-CAM on B3"
     )
-    ap.add_argument("--top-k", type=int, nargs="+", default=[16, 32, 64, 128])
-    ap.add_argument("--select", nargs="+", default=list(SELECTIONS), help="fast selection rules")
-    ap.add_argument("--fidelity-images", type=int, default=3, help="held-out blob images")
-    ap.add_argument("--train-steps", type=int, default=60)
+    ap.add_argument("--top-k", type=int, nargs="+", default=[32, 64, 128], help="surrogate budgets")
+    ap.add_argument("--fidelity-images", type=int, default=2, help="held-out blob images (<= 2)")
+    ap.add_argument("--train-steps", type=int, default=40)
     ap.add_argument(
         "--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "multibone_bench_cam"
     )
@@ -328,7 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", default=None, help="subset of: tiny b3_random b3_trained radiograph"
     )
     ap.add_argument("--overlays", type=Path, default=None, help="also write overlay PNGs here")
+    ap.add_argument("--summarize", type=Path, default=None, help="print tables of a results JSON")
     args = ap.parse_args(argv)
+    if args.summarize:
+        print(summarize(json.loads(args.summarize.read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     parts = args.only or (
         ["tiny"] if args.quick else ["tiny", "b3_random", "b3_trained", "radiograph"]
@@ -336,34 +431,58 @@ def main(argv: list[str] | None = None) -> int:
     out = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "cases": []}
     print(json.dumps(out["machine"]), flush=True)
 
-    sel = args.select
+    tiny_variants = [("surrogate", 8), ("surrogate", 16), ("mean", 8), ("gradient", 8)]
+    b3_variants = [("surrogate", k) for k in args.top_k] + [("mean", 64), ("gradient", 64)]
     if "tiny" in parts:
         from multibone.imaging import BACKBONES, create_model, get_spec
 
         gen = torch.Generator().manual_seed(0)
         for name in BACKBONES:
+            layer = get_spec(name).tiny_cam_layer
             model = create_model(name, tiny=True, img_size=64, seed=0).eval()
-            xs = [torch.randn(1, 3, 64, 64, generator=gen) for _ in range(3)]
+            xs = [torch.randn(1, 3, 64, 64, generator=gen) for _ in range(2)]
             out["cases"].append(
                 study(
-                    f"{name} tiny 64px random",
+                    f"{name} tiny 64px random init",
                     model,
-                    get_spec(name).tiny_cam_layer,
+                    layer,
                     xs,
                     None,
-                    [8, 16, 32],
-                    sel,
+                    tiny_variants,
                     args.runs,
                     3,
                     3,
                 )
             )
+        for name in ("e3", "vit", "swin", "resnet50"):
+            layer = get_spec(name).tiny_cam_layer
+            model = train_blobs(
+                lambda name=name: create_model(name, tiny=True, img_size=128, seed=0),
+                f"tiny_{name}",
+                128,
+                80,
+                16,
+                1e-3,
+                0.05,
+                args.cache,
+            )
+            auc, logits = heldout(model, 128)
+            _, _, ims, boxes = blob_batch(np.random.default_rng(7), 3, 128)
+            case = study(
+                f"{name} tiny 128px trained on blobs",
+                model,
+                layer,
+                [to_input(i) for i in ims],
+                boxes,
+                tiny_variants,
+                args.runs,
+                3,
+                3,
+            )
+            case["heldout_auc_64"], case["heldout_logits_64"] = auc, logits
+            out["cases"].append(case)
     if "b3_random" in parts:
-        import timm
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = timm.create_model(B3, num_classes=1).eval()
+        model = _b3().eval()
         img, box = blob_image(np.random.default_rng(11), B3_SIZE, 1)
         out["cases"].append(
             study(
@@ -372,41 +491,32 @@ def main(argv: list[str] | None = None) -> int:
                 B3_LAYER,
                 [to_input(img)],
                 [box],
-                args.top_k,
-                sel,
+                b3_variants,
                 args.runs,
                 args.pkg_runs,
                 args.full_runs,
             )
         )
     if "b3_trained" in parts or "radiograph" in parts or args.overlays:
-        model = train_blobs(B3, B3_SIZE, args.train_steps, 8, args.cache)
+        # plain Adam 1e-3, batch 8: a brief, overconfident model (logits of +-100)
+        model = train_blobs(_b3, B3, B3_SIZE, args.train_steps, 8, 1e-3, 0.0, args.cache)
         if "b3_trained" in parts:
-            x, y, ims, boxes = blob_batch(np.random.default_rng(7), 64, B3_SIZE)
-            with torch.inference_mode():
-                logits = model(x)[:, 0]
-            from sklearn.metrics import roc_auc_score
-
-            auc = float(roc_auc_score(y.numpy(), logits.numpy()))
-            print(
-                f"held-out blob AUC {auc:.3f}; logits {np.round(logits.numpy(), 1).tolist()}",
-                flush=True,
-            )
-            n = args.fidelity_images
+            auc, logits = heldout(model, B3_SIZE)
+            print(f"held-out blob AUC {auc:.3f}; logits {logits}", flush=True)
+            _, _, ims, boxes = blob_batch(np.random.default_rng(7), 8, B3_SIZE)
+            pick = [1, 3][: args.fidelity_images]  # two label-1 images (class shown by the blob)
             case = study(
                 f"{B3} {B3_SIZE}px trained on blobs",
                 model,
                 B3_LAYER,
-                [to_input(im) for im in ims[:n]],
-                boxes[:n],
-                args.top_k,
-                sel,
+                [to_input(ims[i]) for i in pick],
+                [boxes[i] for i in pick],
+                b3_variants,
                 args.runs,
-                args.pkg_runs,
+                0,
                 args.full_runs,
             )
-            case["heldout_auc_64"] = auc
-            case["heldout_logits_64"] = logits.numpy().round(2).tolist()
+            case["heldout_auc_64"], case["heldout_logits_64"] = auc, logits
             out["cases"].append(case)
         if "radiograph" in parts:
             crop, box = radiograph_crop(B3_SIZE)
@@ -417,13 +527,14 @@ def main(argv: list[str] | None = None) -> int:
                     B3_LAYER,
                     [to_input(crop)],
                     [box],
-                    args.top_k,
-                    sel,
+                    b3_variants,
                     args.runs,
                     0,
                     args.full_runs,
                 )
             )
+        if args.overlays:
+            out["overlays"] = write_overlays(model, args.overlays, DEFAULT_TOP_K)
     out["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     args.json.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}")

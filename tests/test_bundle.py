@@ -107,8 +107,21 @@ def test_predict_cli_refuses_tampered_real_bundle(mini_bundle, tmp_path, capsys)
     shutil.copytree(mini_bundle, copy)
     weights = next((copy / "backbones").rglob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-8])
-    code = main(["predict", "--bundle", str(copy), "--image", "x.png", "--age", "30", "--sex", "F",
-                 "--site", "femur"])
+    code = main(
+        [
+            "predict",
+            "--bundle",
+            str(copy),
+            "--image",
+            "x.png",
+            "--age",
+            "30",
+            "--sex",
+            "F",
+            "--site",
+            "femur",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert weights.name in err and "SHA-256 does not match" in err

@@ -43,8 +43,21 @@ ROWS = [
 
 def _write(folder: Path, rows=ROWS, extra_header: tuple[str, ...] = ()) -> Path:
     header = [
-        "patient_id", "image_path", "roi_x0", "roi_y0", "roi_x1", "roi_y1", "center",
-        "diagnosis", "age", "sex", "site", "location", "crp", "esr", *extra_header,
+        "patient_id",
+        "image_path",
+        "roi_x0",
+        "roi_y0",
+        "roi_x1",
+        "roi_y1",
+        "center",
+        "diagnosis",
+        "age",
+        "sex",
+        "site",
+        "location",
+        "crp",
+        "esr",
+        *extra_header,
     ]
     path = folder / "manifest.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -53,8 +66,22 @@ def _write(folder: Path, rows=ROWS, extra_header: tuple[str, ...] = ()) -> Path:
         for i, (pid, img, roi, center, diag, age, sex, site, loc, crp, esr) in enumerate(rows):
             _png(folder / img, i)
             box = list(roi) if roi else ["", "", "", ""]
-            w.writerow([pid, img, *box, center, diag, age, sex, site, loc, crp, esr,
-                        *(f"note{i}" for _ in extra_header)])
+            w.writerow(
+                [
+                    pid,
+                    img,
+                    *box,
+                    center,
+                    diag,
+                    age,
+                    sex,
+                    site,
+                    loc,
+                    crp,
+                    esr,
+                    *(f"note{i}" for _ in extra_header),
+                ]
+            )
     return path
 
 
@@ -102,7 +129,9 @@ def test_positive_class_tumor(tmp_path):
 def test_load_cohort_requires_diagnosis_load_cases_does_not(tmp_path):
     rows = [(*r[:4], "", *r[5:]) if r[0] == "P2" else r for r in ROWS]
     path = _write(tmp_path, rows)
-    with pytest.raises(CohortValidationError, match="row 4, column diagnosis: empty for patient P2"):
+    with pytest.raises(
+        CohortValidationError, match="row 4, column diagnosis: empty for patient P2"
+    ):
         load_cohort(path)
     cases = load_cases(path)
     assert math.isnan(cases.patients["label"][1])
@@ -114,14 +143,26 @@ def test_load_cohort_raises_with_every_problem(tmp_path):
     rows[3] = (*rows[3][:6], "X", *rows[3][7:])
     with pytest.raises(CohortValidationError) as info:
         load_cohort(_write(tmp_path, rows))
-    assert [p.split(":")[0] for p in info.value.problems] == ["row 4, column age", "row 5, column sex"]
+    assert [p.split(":")[0] for p in info.value.problems] == [
+        "row 4, column age",
+        "row 5, column sex",
+    ]
 
 
 def test_load_cases_from_dataframe(tmp_path):
     _png(tmp_path / "x.png", 0)
     df = pd.DataFrame(
-        {"patient_id": ["C1"], "image_path": ["x.png"], "age": [40.0], "sex": ["F"],
-         "crp": [np.nan], "roi_x0": [1.0], "roi_y0": [2.0], "roi_x1": [30.0], "roi_y1": [40.0]}
+        {
+            "patient_id": ["C1"],
+            "image_path": ["x.png"],
+            "age": [40.0],
+            "sex": ["F"],
+            "crp": [np.nan],
+            "roi_x0": [1.0],
+            "roi_y0": [2.0],
+            "roi_x1": [30.0],
+            "roi_y1": [40.0],
+        }
     )
     cases = load_cases(df, root=tmp_path)
     assert cases.patients["age"].tolist() == [40.0]
@@ -134,11 +175,22 @@ def test_load_cases_from_dataframe(tmp_path):
 
 def test_case_to_cohort(tmp_path):
     _png(tmp_path / "a.png", 0)
-    case = {"age": "34", "sex": "female", "site": "Proximal tibia", "crp": 25, "esr": None,
-            "images": [{"path": "a.png", "roi": [1, 2, 30, 40], "view": "ap"}]}
+    case = {
+        "age": "34",
+        "sex": "female",
+        "site": "Proximal tibia",
+        "crp": 25,
+        "esr": None,
+        "images": [{"path": "a.png", "roi": [1, 2, 30, 40], "view": "ap"}],
+    }
     cohort = case_to_cohort(case, root=tmp_path)
     p = cohort.patients.iloc[0]
-    assert (p["age"], p["sex"], p["location"], p["crp_abnormal"]) == (34.0, "F", "appendicular", 1.0)
+    assert (p["age"], p["sex"], p["location"], p["crp_abnormal"]) == (
+        34.0,
+        "F",
+        "appendicular",
+        1.0,
+    )
     assert math.isnan(p["esr_abnormal"])
     assert cohort.images["view"].tolist() == ["AP"]
     case["images"][0]["roi"] = [1, 2, 300, 40]
@@ -160,12 +212,24 @@ def test_select_subset(tmp_path):
 @pytest.mark.parametrize(
     ("site", "location"),
     [
-        ("femur", "appendicular"), ("Distal femur", "appendicular"), ("left tibia", "appendicular"),
-        ("proximal humerus", "appendicular"), ("metatarsals", "appendicular"),
-        ("scapula", "appendicular"), ("clavicle", "appendicular"),
-        ("lumbar spine", "axial"), ("L4 vertebra", "axial"), ("pelvis", "axial"),
-        ("iliac wing", "axial"), ("sacrum", "axial"), ("rib", "axial"), ("skull", "axial"),
-        ("hip", ""), ("femur and pelvis", ""), ("", ""), ("wing", ""),
+        ("femur", "appendicular"),
+        ("Distal femur", "appendicular"),
+        ("left tibia", "appendicular"),
+        ("proximal humerus", "appendicular"),
+        ("metatarsals", "appendicular"),
+        ("scapula", "appendicular"),
+        ("clavicle", "appendicular"),
+        ("lumbar spine", "axial"),
+        ("L4 vertebra", "axial"),
+        ("pelvis", "axial"),
+        ("iliac wing", "axial"),
+        ("sacrum", "axial"),
+        ("rib", "axial"),
+        ("skull", "axial"),
+        ("hip", ""),
+        ("femur and pelvis", ""),
+        ("", ""),
+        ("wing", ""),
     ],
 )
 def test_site_to_location(site, location):

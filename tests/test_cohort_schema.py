@@ -59,8 +59,18 @@ def test_field_limits_for_the_dashboard():
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("12", 12.0), (" 4.5 ", 4.5), ("1e2", 100.0), ("-3", -3.0), ("nan", None), ("inf", None),
-     ("1_000", None), ("12 mg/dl", None), ("12,5", None), ("", None)],
+    [
+        ("12", 12.0),
+        (" 4.5 ", 4.5),
+        ("1e2", 100.0),
+        ("-3", -3.0),
+        ("nan", None),
+        ("inf", None),
+        ("1_000", None),
+        ("12 mg/dl", None),
+        ("12,5", None),
+        ("", None),
+    ],
 )
 def test_parse_number(text, value):
     assert parse_number(text) == value
@@ -69,7 +79,9 @@ def test_parse_number(text, value):
 def test_coerce_cell_follows_schema():
     props = load_schema()["properties"]
     assert coerce_cell(props["age"], "45") == 45.0
-    assert coerce_cell(props["roi_x0"], "12.0") == 12 and isinstance(coerce_cell(props["roi_x0"], "12.0"), int)
+    assert coerce_cell(props["roi_x0"], "12.0") == 12 and isinstance(
+        coerce_cell(props["roi_x0"], "12.0"), int
+    )
     assert coerce_cell(props["roi_x0"], "12.5") == 12.5  # left for the schema to reject
     assert coerce_cell(props["crp"], "Abnormal") == "abnormal"
     assert coerce_cell(props["crp"], "12") == 12.0
@@ -80,28 +92,47 @@ def test_coerce_cell_follows_schema():
 
 def test_validate_case_normalises():
     out = validate_case(
-        {"age": "34", "sex": "m", "crp": "", "esr": "abnormal", "site": "femur",
-         "images": [{"path": "a.png", "roi": ["1", 2, 30.0, 40], "view": "Oblique"}]}
+        {
+            "age": "34",
+            "sex": "m",
+            "crp": "",
+            "esr": "abnormal",
+            "site": "femur",
+            "images": [{"path": "a.png", "roi": ["1", 2, 30.0, 40], "view": "Oblique"}],
+        }
     )
-    assert out == {"age": 34.0, "sex": "M", "esr": "abnormal", "site": "femur",
-                   "images": [{"path": "a.png", "roi": [1, 2, 30, 40], "view": "oblique"}]}
+    assert out == {
+        "age": 34.0,
+        "sex": "M",
+        "esr": "abnormal",
+        "site": "femur",
+        "images": [{"path": "a.png", "roi": [1, 2, 30, 40], "view": "oblique"}],
+    }
 
 
 @pytest.mark.parametrize(
     ("case", "message"),
     [
         ({"sex": "F", "images": [{"path": "a"}]}, "case field age: required"),
-        ({"age": 150, "sex": "F", "images": [{"path": "a"}]},
-         "case field age: age must be a number of years from 0 to 120; got 150"),
+        (
+            {"age": 150, "sex": "F", "images": [{"path": "a"}]},
+            "case field age: age must be a number of years from 0 to 120; got 150",
+        ),
         ({"age": 30, "sex": "X", "images": [{"path": "a"}]}, "case field sex: sex must be F or M"),
-        ({"age": 30, "sex": "F", "crp": "12 mg/dl", "images": [{"path": "a"}]},
-         "case field crp: CRP must be a number in mg/L"),
+        (
+            {"age": 30, "sex": "F", "crp": "12 mg/dl", "images": [{"path": "a"}]},
+            "case field crp: CRP must be a number in mg/L",
+        ),
         ({"age": 30, "sex": "F", "images": []}, "case field images: images must be a list"),
         ({"age": 30, "sex": "F", "images": [{"roi": [1, 2, 3, 4]}]}, "case field images[0]:"),
-        ({"age": 30, "sex": "F", "images": [{"path": "a", "roi": [1, 2, 3]}]},
-         "case field images[0].roi:"),
-        ({"age": 30, "sex": "F", "weight": 70, "images": [{"path": "a"}]},
-         "case: unknown field weight"),
+        (
+            {"age": 30, "sex": "F", "images": [{"path": "a", "roi": [1, 2, 3]}]},
+            "case field images[0].roi:",
+        ),
+        (
+            {"age": 30, "sex": "F", "weight": 70, "images": [{"path": "a"}]},
+            "case: unknown field weight",
+        ),
     ],
 )
 def test_validate_case_rejects(case, message):

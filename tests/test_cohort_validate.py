@@ -18,8 +18,21 @@ from multibone.cli import main
 from multibone.cohort import validate_manifest
 
 COLUMNS = [
-    "patient_id", "image_path", "view", "roi_x0", "roi_y0", "roi_x1", "roi_y1",
-    "center", "diagnosis", "subtype", "age", "sex", "site", "crp", "esr",
+    "patient_id",
+    "image_path",
+    "view",
+    "roi_x0",
+    "roi_y0",
+    "roi_x1",
+    "roi_y1",
+    "center",
+    "diagnosis",
+    "subtype",
+    "age",
+    "sex",
+    "site",
+    "crp",
+    "esr",
 ]
 W, H = 64, 48  # every test PNG is 64 px wide, 48 px high
 
@@ -58,18 +71,59 @@ def _base_rows() -> list[dict[str, str]]:
     """Valid cohort: P1 two images (rows 2, 3), P2 (row 4), P3 (row 5, DICOM)."""
     common = {"view": "AP", "roi_x0": "", "roi_y0": "", "roi_x1": "", "roi_y1": "", "subtype": ""}
     return [
-        {**common, "patient_id": "P1", "image_path": "images/p1a.png", "center": "A",
-         "diagnosis": "tumor", "age": "14", "sex": "M", "site": "distal femur",
-         "crp": "4", "esr": "normal", "roi_x0": "5", "roi_y0": "6", "roi_x1": "40", "roi_y1": "30"},
-        {**common, "patient_id": "P1", "image_path": "images/p1b.png", "view": "lateral",
-         "center": "A", "diagnosis": "tumor", "age": "14", "sex": "M", "site": "distal femur",
-         "crp": "4", "esr": "normal"},
-        {**common, "patient_id": "P2", "image_path": "images/p2.png", "center": "B",
-         "diagnosis": "infection", "age": "52", "sex": "F", "site": "L4 vertebra",
-         "crp": "", "esr": "65"},
-        {**common, "patient_id": "P3", "image_path": "images/p3.dcm", "center": "A",
-         "diagnosis": "tumor", "age": "30", "sex": "F", "site": "humerus",
-         "crp": "abnormal", "esr": ""},
+        {
+            **common,
+            "patient_id": "P1",
+            "image_path": "images/p1a.png",
+            "center": "A",
+            "diagnosis": "tumor",
+            "age": "14",
+            "sex": "M",
+            "site": "distal femur",
+            "crp": "4",
+            "esr": "normal",
+            "roi_x0": "5",
+            "roi_y0": "6",
+            "roi_x1": "40",
+            "roi_y1": "30",
+        },
+        {
+            **common,
+            "patient_id": "P1",
+            "image_path": "images/p1b.png",
+            "view": "lateral",
+            "center": "A",
+            "diagnosis": "tumor",
+            "age": "14",
+            "sex": "M",
+            "site": "distal femur",
+            "crp": "4",
+            "esr": "normal",
+        },
+        {
+            **common,
+            "patient_id": "P2",
+            "image_path": "images/p2.png",
+            "center": "B",
+            "diagnosis": "infection",
+            "age": "52",
+            "sex": "F",
+            "site": "L4 vertebra",
+            "crp": "",
+            "esr": "65",
+        },
+        {
+            **common,
+            "patient_id": "P3",
+            "image_path": "images/p3.dcm",
+            "center": "A",
+            "diagnosis": "tumor",
+            "age": "30",
+            "sex": "F",
+            "site": "humerus",
+            "crp": "abnormal",
+            "esr": "",
+        },
     ]
 
 
@@ -80,7 +134,9 @@ def _write_images(folder: Path) -> None:
     _dicom(folder / "images" / "p3.dcm")
 
 
-def _write_manifest(folder: Path, rows: list[dict[str, str]], columns: list[str] | None = None) -> Path:
+def _write_manifest(
+    folder: Path, rows: list[dict[str, str]], columns: list[str] | None = None
+) -> Path:
     columns = columns or COLUMNS
     path = folder / "manifest.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -292,8 +348,10 @@ def test_patient_in_two_splits(cohort_dir, capsys, monkeypatch):
     manifest = _write_manifest(cohort_dir, rows, [*COLUMNS, "split"])
     rc, _, err = _run_validate(cohort_dir, manifest, capsys, monkeypatch)
     assert rc == 2
-    assert "patient P1: column split disagrees across rows 2, 3 ('dev' vs 'test'); a patient " \
+    assert (
+        "patient P1: column split disagrees across rows 2, 3 ('dev' vs 'test'); a patient "
         "must sit in one split only" in err
+    )
 
 
 def test_disagreement_names_the_odd_row(cohort_dir):
@@ -392,9 +450,7 @@ def test_missing_manifest_is_an_error(tmp_path, capsys):
 def test_ragged_row_and_duplicate_header(cohort_dir):
     path = cohort_dir / "m.csv"
     path.write_text(
-        "patient_id,image_path,age,sex,Age\n"
-        "P1,images/p1a.png,14,M,14\n"
-        "P2,images/p2.png,52,F,5,2\n",
+        "patient_id,image_path,age,sex,Age\nP1,images/p1a.png,14,M,14\nP2,images/p2.png,52,F,5,2\n",
         encoding="utf-8",
     )
     assert validate_manifest(path) == [

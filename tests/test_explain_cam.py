@@ -3,8 +3,8 @@
 The oracle is ``pytorch_grad_cam`` (ScoreCAM / GradCAM, same model, layer,
 input and one-logit target): the full maps must agree to float precision.
 Models are the registry's tiny variants (random weights, created offline,
-CAM layers from the registry), inputs 16-64 px, so the file runs in seconds;
-the oracle runs on the slower tiny variants are marked slow.
+CAM layers from the registry), inputs 8-64 px, so the file runs in seconds;
+the oracle comparisons on full-size timm models are marked slow.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import nn
 
 from multibone.errors import InputError
 from multibone.explain import (
+    SELECTIONS,
     CamBackbone,
     NHWCToNCHW,
     TokensToGrid,
@@ -52,14 +53,13 @@ def _swin(img_size: int = 64) -> nn.Module:
 SIZE = 64
 #: the registry's tiny variants (random weights, no download), CAM layers from the registry
 ALL = list(BACKBONES)
-#: oracle comparisons kept in the default run (seconds); the rest are marked slow
-FAST_SCORE_ORACLE = ["e3", "vit", "resnet50"]
-SCORE_ORACLE = FAST_SCORE_ORACLE + [
-    pytest.param(n, marks=pytest.mark.slow) for n in ALL if n not in FAST_SCORE_ORACLE
-]
-FAST_GRAD_ORACLE = ["e3", "vit", "swin", "resnet50"]
-GRAD_ORACLE = FAST_GRAD_ORACLE + [
-    pytest.param(n, marks=pytest.mark.slow) for n in ALL if n not in FAST_GRAD_ORACLE
+#: the tiny variants are cheap enough to compare with the oracle in the default run
+SCORE_ORACLE = GRAD_ORACLE = ALL
+#: full-size timm models (random weights, small inputs): minutes of CPU, run with -m slow
+BIG = [
+    ("resnet18", "layer4", 96, {}),
+    ("efficientnet_b0", "bn2", 96, {}),
+    ("vit_small_patch16_224", "blocks.11.norm1", 64, {"img_size": 64}),
 ]
 
 
@@ -115,6 +115,16 @@ def test_grad_cam_matches_grad_cam_package(models, key):
     np.testing.assert_allclose(mine, ref, atol=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("arch, layer, size, kwargs", BIG)
+def test_full_size_models_match_grad_cam_package(arch, layer, size, kwargs):
+    model = timm.create_model(arch, num_classes=1, pretrained=False, **kwargs).eval()
+    x = _x(size, seed=8)
+    for cls, fn in ((pgc.ScoreCAM, score_cam), (pgc.GradCAM, grad_cam)):
+        ref = _oracle(cls, model, resolve_layer(model, layer), x, ClassifierOutputTarget(0))
+        np.testing.assert_allclose(fn(model, x, layer), ref, atol=1e-4)
+
+
 @pytest.mark.parametrize("cls, fn", [("ScoreCAM", score_cam), ("GradCAM", grad_cam)])
 def test_negative_target_matches_binary_target_of_grad_cam(models, cls, fn):
     model, layer, size = models["resnet50"]
@@ -148,15 +158,39 @@ def test_output_contract_and_no_side_effects(models, key, method):
     model.eval()
 
 
-def test_fast_score_cam_uses_top_k_channels_and_full_when_k_covers_all(models):
+@pytest.mark.parametrize("select", SELECTIONS)
+def test_fast_score_cam_runs_top_k_passes(models, select):
     model, layer, size = models["resnet50"]
     x = _x(size, seed=4)
-    fast = explain_image(model, x, layer, top_k=5)
-    assert fast.n_channels_used == 5 and "5 of" in fast.note
+    before = x.clone()
+    model.zero_grad(set_to_none=True)  # the package's GradCAM (oracle tests) leaves .grad behind
+    fast = explain_image(model, x, layer, top_k=6, select=select)
+    assert fast.n_channels_used == 6 and "6 of" in fast.note and select in fast.note
+    assert fast.map.shape == (size, size) and np.isfinite(fast.map).all()
+    assert torch.equal(x, before) and _no_hooks(model)
+    assert all(p.grad is None for p in model.parameters())  # the backward pass leaves no .grad
+
+
+def test_fast_equals_full_when_k_covers_all_channels(models):
+    model, layer, size = models["resnet50"]
+    x = _x(size, seed=4)
     full = explain_image(model, x, layer, fast=False)
     big = explain_image(model, x, layer, top_k=10_000)
     np.testing.assert_array_equal(big.map, full.map)
     assert full.n_channels_used <= full.n_channels and "fast" not in full.note
+
+
+@pytest.mark.parametrize("key", ["e3", "resnet50"])
+def test_surrogate_fast_map_tracks_the_full_map(models, key):
+    # random weights: every channel's masked score is about the same, so the full map is
+    # close to the plain mean of the channels; the surrogate keeps them all, top-k drops them
+    model, layer, size = models[key]
+    x = _x(size, seed=7)
+    full = score_cam(model, x, layer)
+    fast = score_cam(model, x, layer, top_k=8)
+    drop = score_cam(model, x, layer, top_k=8, select="mean")
+    assert _pearson(fast, full) > 0.95
+    assert _pearson(fast, full) > _pearson(drop, full)
 
 
 def test_batch_size_does_not_change_the_map(models):
@@ -168,13 +202,13 @@ def test_batch_size_does_not_change_the_map(models):
 
 
 def test_feature_map_1x1_gives_a_note_not_a_crash(models):
-    model, layer, _ = models["resnet50"]
-    x = _x(16)  # stride 32 -> layer4 is 1x1
+    model = models["resnet50"][0]
+    x = _x(32)  # layer4 has stride 32: a 1x1 feature map at 32 px
     for method in ("scorecam", "gradcam"):
-        res = explain_image(model, x, layer, method=method)
+        res = explain_image(model, x, "layer4", method=method)
         assert res.grid == (1, 1)
         assert "uninformative" in res.note
-        assert res.map.shape == (16, 16) and np.isfinite(res.map).all()
+        assert res.map.shape == (32, 32) and np.isfinite(res.map).all()
 
 
 class _Flat(nn.Module):
@@ -302,6 +336,7 @@ def test_missing_layer_names_model_and_layer(models):
         ({"target": "tumour"}, "'positive'"),
         ({"top_k": 0}, "top_k"),
         ({"batch_size": 0}, "batch_size"),
+        ({"select": "random"}, "surrogate, gradient, mean, max"),
         ({"target_layer": ""}, "dotted path"),
     ],
 )
@@ -361,5 +396,30 @@ def test_lesion_focus_table(models):
     np.testing.assert_allclose(df["box_area_share"], (32 * 32 / 64**2 + 0.5) / 2)
     ok = df["mean_energy_in_box"].dropna()
     assert ((ok >= 0) & (ok <= 1)).all()
+    per = lesion_focus([bb], crops, boxes, top_k=4, progress=False, per_image=True)
+    assert list(per.columns[:5]) == [
+        "backbone",
+        "method",
+        "image",
+        "energy_in_box",
+        "box_area_share",
+    ]
+    assert len(per) == 4 and per["image"].tolist() == [0, 1, 0, 1]
+    means = per.groupby("method", sort=False)["energy_in_box"].mean()
+    np.testing.assert_allclose(means.to_numpy(), df["mean_energy_in_box"].to_numpy())
     with pytest.raises(InputError, match="2 crops but 1 boxes"):
         lesion_focus([bb], crops, boxes[:1], progress=False)
+
+
+def test_first_order_estimate_matches_explicit_masks():
+    # the estimate avoids building (H, W) masks; check it against building them
+    from multibone.explain.cam import _estimate_scores, _masks
+
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(6, 5, 7, generator=g)
+    saliency = torch.randn(37, 50, generator=g)
+    idx = torch.arange(6)
+    explicit = (_masks(low, idx, (37, 50))[:, 0].double() * saliency.double()).sum(dim=(1, 2))
+    torch.testing.assert_close(
+        _estimate_scores(low, idx, (37, 50), saliency), explicit, rtol=1e-5, atol=1e-4
+    )

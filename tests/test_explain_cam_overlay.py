@@ -43,6 +43,15 @@ def test_overlay_whole_image_blend():
     assert (half == round(0.5 * 100 + 0.5 * 255)).all()
 
 
+def test_overlay_weighted_keeps_image_where_map_is_zero():
+    img = np.full((10, 10), 80, np.uint8)
+    cam = np.zeros((10, 10), np.float32)
+    cam[:, 5:] = 1.0
+    out = overlay(img, cam, alpha=0.5, cmap="gray", weighted=True)
+    assert (out[:, :4] == 80).all()  # map 0: radiograph unchanged
+    assert (out[:, 6:] == round(0.5 * 80 + 0.5 * 255)).all()
+
+
 def test_overlay_in_box_leaves_outside_unchanged_and_input_alone():
     img = (np.arange(40 * 50) % 251).astype(np.uint8).reshape(40, 50)
     before = img.copy()
@@ -136,3 +145,12 @@ def test_box_in_crop_with_io_roi_box():
     assert cam_energy_in_box(crop, box) > 0.95
     with pytest.raises(InputError, match="empty"):
         box_in_crop(lesion, (5, 5, 5, 9), 64)
+
+
+def test_package_exports_resolve():
+    import multibone.explain as ex
+
+    for name in ex.__all__:
+        assert getattr(ex, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ex.nope  # noqa: B018

@@ -18,9 +18,17 @@ def _first_image(run):
 
 
 def test_run_folder_holds_every_stage(mini_run):
-    for rel in ("splits.csv", "config.yaml", "imaging/patient_scores.csv", "stacking/stacker.joblib",
-                "predictions.csv", "thresholds.json", "evaluation/report.html", "bundle/bundle.json",
-                "summary.md"):
+    for rel in (
+        "splits.csv",
+        "config.yaml",
+        "imaging/patient_scores.csv",
+        "stacking/stacker.joblib",
+        "predictions.csv",
+        "thresholds.json",
+        "evaluation/report.html",
+        "bundle/bundle.json",
+        "summary.md",
+    ):
         assert (mini_run / rel).is_file(), rel
     preds = pd.read_csv(mini_run / "predictions.csv")
     assert {"p_stacker", "p_clinical_only", "p_image_only", "p_e3", "center"} <= set(preds.columns)
@@ -48,9 +56,27 @@ def test_no_dicom_identifier_reaches_outputs(mini_run):
 
 def test_predict_prints_the_promised_json(mini_run, capsys):
     image, roi = _first_image(mini_run)
-    code = main(["predict", "--bundle", str(mini_run / "bundle"), "--image", str(image),
-                 "--roi", roi, "--age", "45", "--sex", "M", "--site", "tibia", "--crp", "25",
-                 "--esr", "normal"])
+    code = main(
+        [
+            "predict",
+            "--bundle",
+            str(mini_run / "bundle"),
+            "--image",
+            str(image),
+            "--roi",
+            roi,
+            "--age",
+            "45",
+            "--sex",
+            "M",
+            "--site",
+            "tibia",
+            "--crp",
+            "25",
+            "--esr",
+            "normal",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert 0.0 <= out["probability"] <= 1.0
@@ -74,11 +100,22 @@ def test_predict_agrees_with_the_cross_fitted_test_scores(mini_run):
     ext = preds[preds["split"] == "external"].iloc[0]
     p = cohort.patients[cohort.patients["patient_id"] == ext.patient_id].iloc[0]
     ims = cohort.images[cohort.images["patient_id"] == ext.patient_id]
-    images = [CaseImage(read_radiograph(r.image_path).pixels,
-                        (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1)))
-              for r in ims.itertuples()]
-    case = Case(images, p.age, p.sex, p.site, p.location, _lab_field(p.crp, p.crp_abnormal),
-                _lab_field(p.esr, p.esr_abnormal))
+    images = [
+        CaseImage(
+            read_radiograph(r.image_path).pixels,
+            (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1)),
+        )
+        for r in ims.itertuples()
+    ]
+    case = Case(
+        images,
+        p.age,
+        p.sex,
+        p.site,
+        p.location,
+        _lab_field(p.crp, p.crp_abnormal),
+        _lab_field(p.esr, p.esr_abnormal),
+    )
     res = predict_case(load_bundle(mini_run / "bundle"), case)
     assert res.backbone_scores["e3"] == pytest.approx(ext.p_e3, abs=1e-4)
     assert res.probability == pytest.approx(ext.p_stacker, abs=1e-4)
@@ -104,8 +141,21 @@ def test_predict_bad_case_input(mini_run, capsys, args, match):
 def test_predict_unreadable_image(mini_run, tmp_path, capsys):
     bad = tmp_path / "scan.dcm"
     bad.write_text("not a dicom")
-    code = main(["predict", "--bundle", str(mini_run / "bundle"), "--image", str(bad),
-                 "--age", "30", "--sex", "F", "--site", "femur"])
+    code = main(
+        [
+            "predict",
+            "--bundle",
+            str(mini_run / "bundle"),
+            "--image",
+            str(bad),
+            "--age",
+            "30",
+            "--sex",
+            "F",
+            "--site",
+            "femur",
+        ]
+    )
     assert code == 2 and "scan.dcm" in capsys.readouterr().err
 
 
@@ -115,13 +165,37 @@ def test_predict_many_cases_to_csv(mini_run, tmp_path, capsys):
     cases["image_path"] = [str(mini_run / "cohort" / p) for p in cases["image_path"]]
     cases.to_csv(tmp_path / "cases.csv", index=False)
     out = tmp_path / "preds.csv"
-    assert main(["predict", "--bundle", str(mini_run / "bundle"), "--cases",
-                 str(tmp_path / "cases.csv"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--bundle",
+                str(mini_run / "bundle"),
+                "--cases",
+                str(tmp_path / "cases.csv"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = pd.read_csv(out)
     assert list(got["patient_id"]) == list(dict.fromkeys(cases["patient_id"]))
     assert got["probability"].between(0, 1).all()
-    assert main(["predict", "--bundle", str(mini_run / "bundle"), "--cases",
-                 str(tmp_path / "cases.csv"), "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--bundle",
+                str(mini_run / "bundle"),
+                "--cases",
+                str(tmp_path / "cases.csv"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
 
 
@@ -133,16 +207,38 @@ def test_explain_writes_pngs_json_and_a_clean_report(mini_run, tmp_path):
     image = mini_run / "cohort" / r.image_path
     ds = pydicom.dcmread(image, stop_before_pixels=True)
     out = tmp_path / "explain"
-    code = main(["explain", "--bundle", str(mini_run / "bundle"), "--image", str(image),
-                 "--roi", f"{int(r.roi_x0)},{int(r.roi_y0)},{int(r.roi_x1)},{int(r.roi_y1)}",
-                 "--age", "30", "--sex", "F", "--site", "femur", "--method", "scorecam",
-                 "--method", "gradcam", "--out", str(out)])
+    code = main(
+        [
+            "explain",
+            "--bundle",
+            str(mini_run / "bundle"),
+            "--image",
+            str(image),
+            "--roi",
+            f"{int(r.roi_x0)},{int(r.roi_y0)},{int(r.roi_x1)},{int(r.roi_y1)}",
+            "--age",
+            "30",
+            "--sex",
+            "F",
+            "--site",
+            "femur",
+            "--method",
+            "scorecam",
+            "--method",
+            "gradcam",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads((out / "explanation.json").read_text())
     shap = data["shap"]
     total = shap["base_value"] + sum(shap["values"].values())
     assert 0.0 <= total <= 1.0 and shap["output_space"] == "probability"
-    assert {(c["backbone"], c["method"]) for c in data["cams"]} == {("e3", "scorecam"), ("e3", "gradcam")}
+    assert {(c["backbone"], c["method"]) for c in data["cams"]} == {
+        ("e3", "scorecam"),
+        ("e3", "gradcam"),
+    }
     for c in data["cams"]:
         assert (out / c["file"]).stat().st_size > 100
     report = (out / "case_report.html").read_text()
@@ -162,14 +258,32 @@ def test_clinical_only_run_on_a_table_without_images(tmp_path):
     # image_path is part of the contract; here it names files that do not exist and are
     # never opened (check_images=False): the run must not need them.
     rows = pts.assign(image_path=[f"none/{pid}.png" for pid in pts["patient_id"]])
-    rows = rows[[c for c in rows.columns if c in (
-        "patient_id", "image_path", "center", "diagnosis", "age", "sex", "site", "crp", "esr")]]
+    rows = rows[
+        [
+            c
+            for c in rows.columns
+            if c
+            in (
+                "patient_id",
+                "image_path",
+                "center",
+                "diagnosis",
+                "age",
+                "sex",
+                "site",
+                "crp",
+                "esr",
+            )
+        ]
+    ]
     rows.to_csv(tmp_path / "manifest.csv", index=False)
-    config = run_config_from_dict({
-        "imaging": {"backbones": []},
-        "splits": {"n_folds": 3, "external_centers": ["B", "C"]},
-        "stacking": {"compare": ["rf", "lr"], "n_iter": 1, "nested": False, "bootstrap": 50},
-    })
+    config = run_config_from_dict(
+        {
+            "imaging": {"backbones": []},
+            "splits": {"n_folds": 3, "external_centers": ["B", "C"]},
+            "stacking": {"compare": ["rf", "lr"], "n_iter": 1, "nested": False, "bootstrap": 50},
+        }
+    )
     cohort = load_cohort(tmp_path / "manifest.csv", check_images=False, progress=False)
     splits = assign_splits(cohort.patients, config.splits)
     run = finish_run(tmp_path / "run", cohort, splits, config, progress=False, n_boot=50)
@@ -191,8 +305,21 @@ def test_analyst_flow_train_images_then_stack_run(mini_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(mini_run / "imaging", run / "imaging")  # as train-images leaves it
     manifest = mini_run / "cohort" / "manifest.csv"
-    code = main(["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(cfg),
-                 "--family", "lr", "--bootstrap", "50"])
+    code = main(
+        [
+            "stack",
+            "--run",
+            str(run),
+            "--manifest",
+            str(manifest),
+            "--config",
+            str(cfg),
+            "--family",
+            "lr",
+            "--bootstrap",
+            "50",
+        ]
+    )
     assert code == 0
     assert "AUC by set" in capsys.readouterr().out
     meta = json.loads((run / "bundle" / "bundle.json").read_text())
@@ -203,5 +330,7 @@ def test_analyst_flow_train_images_then_stack_run(mini_run, tmp_path, capsys):
     assert scores[["patient_id", "fold"]].equals(splits[["patient_id", "fold"]])
     # a second time without --force refuses and leaves the bundle alone
     before = (run / "bundle" / "bundle.json").read_bytes()
-    assert main(["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(cfg)]) == 2
+    assert (
+        main(["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(cfg)]) == 2
+    )
     assert (run / "bundle" / "bundle.json").read_bytes() == before

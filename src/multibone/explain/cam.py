@@ -4,8 +4,8 @@ What this module owns
 ---------------------
 * :func:`score_cam` - Score-CAM as the ``grad-cam`` package computes it (the
   test oracle), written here with batched masked forward passes under
-  ``torch.inference_mode`` and an optional pre-selection of the ``top_k``
-  channels with the largest mean activation ("fast" Score-CAM).
+  ``torch.inference_mode``, and a fast variant that runs only ``top_k``
+  masked forward passes (see "Fast Score-CAM" below).
 * :func:`grad_cam` - Grad-CAM (channel weight = spatial mean of the gradient).
 * :func:`explain_image` - one call for the CLI / dashboard returning a
   :class:`CamResult` (map, method, seconds, channels used, a note).
@@ -39,8 +39,29 @@ deliberate difference: a channel whose map is constant carries no spatial
 information (its mask is all zero) and gets weight 0 and no forward pass
 (``grad-cam`` scores the all-zero image for each such channel instead; the
 maps agree up to the usual normalisation whenever those channels are zero, as
-after a ReLU). Fast Score-CAM takes the softmax over the selected channels
-only; unselected channels get weight 0.
+after a ReLU).
+
+Fast Score-CAM (``top_k`` forward passes instead of one per channel)
+--------------------------------------------------------------------
+The cost of Score-CAM is one forward pass per channel (1536 for
+EfficientNet-B3). The fast variant keeps every channel in the weighted sum but
+scores only ``top_k`` of them exactly; the rule is ``select``:
+
+* ``"surrogate"`` (default): one backward pass gives ``g = d logit / dx``;
+  each channel's masked score is estimated to first order as
+  ``s_k ~ logit(x) - <g * x, 1 - M_k> = const + <g * x, M_k>``. A linear
+  surrogate (ridge regression) predicts ``s_k`` from that estimate and the
+  channel's normalised map averaged over a 2x2 grid. Round 1 scores
+  ``top_k // 2`` channels exactly (half the highest estimates, half spread
+  over the ranking) and fits the surrogate; round 2 scores the channels the
+  surrogate then ranks highest (they carry the softmax weight); the refitted
+  surrogate predicts every channel not scored, and the softmax runs over all
+  channels with exact scores where measured. Fidelity and speed are in
+  benchmarks/RESULTS_cam.md.
+* ``"gradient"``: the ``top_k`` highest estimates, the rest weight 0.
+* ``"mean"`` / ``"max"``: the ``top_k`` channels with the largest mean / max
+  activation, the rest weight 0 (no backward pass; poor fidelity on trained
+  models, kept for comparison).
 """
 
 from __future__ import annotations
@@ -49,7 +70,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -63,7 +84,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
 __all__ = [
-    "DEFAULT_FILL",
     "DEFAULT_SELECT",
     "DEFAULT_TOP_K",
     "METHODS",
@@ -73,6 +93,7 @@ __all__ = [
     "CamResult",
     "NHWCToNCHW",
     "TokensToGrid",
+    "auto_batch_size",
     "capture_activations",
     "explain_image",
     "grad_cam",
@@ -84,17 +105,12 @@ __all__ = [
 
 #: Channels kept by fast Score-CAM when ``top_k`` is not given (see
 #: benchmarks/RESULTS_cam.md for the time/fidelity trade-off behind it).
-DEFAULT_TOP_K = 64
+DEFAULT_TOP_K = 32
 #: Method names accepted by :func:`explain_image` and :func:`lesion_focus`.
 METHODS = ("scorecam", "gradcam")
-#: Channel pre-selection rules of fast Score-CAM: "mean" / "max" activation (free),
-#: "gradient" (first-order estimate of each channel's masked score, one backward pass),
-#: "contribution" (that estimate's softmax weight x the channel's positive activation).
-SELECTIONS = ("mean", "max", "gradient", "contribution")
-DEFAULT_SELECT = "mean"
-#: Fast Score-CAM: give unscored channels a calibrated first-order score estimate
-#: (True) instead of weight 0 (False).
-DEFAULT_FILL = False
+#: Channel selection rules of fast Score-CAM (see the module docstring).
+SELECTIONS = ("surrogate", "gradient", "mean", "max")
+DEFAULT_SELECT = "surrogate"
 Target = Literal["positive", "negative"]
 Reshape = Callable[[torch.Tensor], torch.Tensor]
 #: (x0, y0, x1, y1) in pixels of the map, x1 / y1 exclusive.
@@ -123,6 +139,9 @@ class CamResult:
         logit: the model's raw output logit for the input (before the
             ``target`` sign), i.e. log-odds of the positive class.
         target: ``"positive"`` or ``"negative"`` (logit negated).
+        select: Score-CAM channel rule: ``"all"`` (every channel scored, the
+            published method) or the fast rule used (:data:`SELECTIONS`);
+            ``""`` for Grad-CAM.
     """
 
     map: np.ndarray
@@ -134,7 +153,7 @@ class CamResult:
     grid: tuple[int, int] = (0, 0)
     logit: float = float("nan")
     target: str = "positive"
-    extras: dict = field(default_factory=dict, compare=False, repr=False)
+    select: str = ""
 
 
 # --------------------------------------------------------------------------- layers
@@ -295,6 +314,16 @@ def reshape_for(model: nn.Module) -> Reshape | None:
 # --------------------------------------------------------------------------- helpers
 
 
+def auto_batch_size(device: torch.device | str) -> int:
+    """Masked images per forward pass when none is given: 8 on a CPU, 64 elsewhere.
+
+    On a 2-core CPU, EfficientNet-B3 at 224 px runs 0.041 s/image in batches of
+    4-8 and 0.079 s/image in batches of 64 (cache pressure), so small batches
+    win there; accelerators want large ones.
+    """
+    return 8 if torch.device(device).type == "cpu" else 64
+
+
 def _check_input(x: torch.Tensor) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise InputError(f"CAM input must be a torch.Tensor (1, C, H, W); got {type(x).__name__}")
@@ -437,54 +466,81 @@ def _input_saliency(model: nn.Module, x: torch.Tensor, sign: float) -> torch.Ten
     return (g.detach() * x)[0].sum(0)
 
 
+def _interp_matrix(n_out: int, n_in: int) -> torch.Tensor:
+    """(n_out, n_in) float64 matrix of 1-D linear interpolation with ``align_corners=True``
+    (bilinear upsampling of an (h, w) map is ``U_h @ a @ U_w.T``)."""
+    eye = torch.eye(n_in, dtype=torch.float64)[None]
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=True)[0].T
+
+
+def _cell_edges(n_out: int, n_in: int) -> torch.Tensor:
+    """Output indices that are the first or last sample inside each input cell.
+
+    Upsampled values are multilinear within a cell, so over the samples of a
+    cell they peak at such an edge sample: the map's min / max are found there.
+    """
+    pos = torch.arange(n_out, dtype=torch.float64) * (n_in - 1) / max(n_out - 1, 1)
+    cell = pos.floor().clamp(max=max(n_in - 2, 0))
+    change = torch.ones(n_out, dtype=torch.bool)
+    change[1:-1] = (cell[1:-1] != cell[:-2]) | (cell[1:-1] != cell[2:])
+    return torch.nonzero(change).flatten()
+
+
 def _estimate_scores(
-    low: torch.Tensor,
-    candidates: torch.Tensor,
-    size: tuple[int, int],
-    saliency: torch.Tensor,
-    chunk: int,
+    low: torch.Tensor, candidates: torch.Tensor, size: tuple[int, int], saliency: torch.Tensor
 ) -> torch.Tensor:
     """First-order (Taylor) estimate of each candidate channel's masked score, up to a constant.
 
     logit(x * M_k) ~ logit(x) - <g * x, 1 - M_k> = const + <g * x, M_k>, with
-    g = d logit / dx: one backward pass instead of one forward pass per channel.
+    g = d logit / dx (``saliency`` = sum over input channels of g * x, (H, W)):
+    one backward pass instead of one forward pass per channel. The upsampling
+    is linear, ``U a = U_h a U_w^T``, so ``<s, U a_k> = <U_h^T s U_w, a_k>`` and
+    no (H, W) mask is ever built; the masks' exact min / max come from the
+    cell-edge samples (see :func:`_cell_edges`).
     """
-    est = torch.empty(len(candidates), dtype=torch.float64)
-    for start in range(0, len(candidates), chunk):
-        idx = candidates[start : start + chunk]
-        m = _masks(low, idx, size)[:, 0]
-        est[start : start + len(idx)] = (m * saliency).sum(dim=(1, 2)).double()
-    return est
+    h, w = low.shape[1:]
+    uh, uw = _interp_matrix(size[0], h), _interp_matrix(size[1], w)
+    sal = saliency.double().cpu()
+    maps = low[candidates].double().cpu()  # (n, h, w)
+    dot = (maps * (uh.T @ sal @ uw)).sum(dim=(1, 2))
+    edges = uh[_cell_edges(size[0], h)] @ maps @ uw[_cell_edges(size[1], w)].T
+    mn = edges.amin(dim=(1, 2))
+    mx = edges.amax(dim=(1, 2))
+    return (dot - mn * sal.sum()) / (mx - mn + _MASK_EPS)
 
 
-def _rank_channels(
-    select: str, low: torch.Tensor, candidates: torch.Tensor, est: torch.Tensor | None
-) -> torch.Tensor:
-    """Order of ``candidates`` (most important first) for fast Score-CAM."""
-    flat = low[candidates].reshape(len(candidates), -1)
-    if select == "mean":
-        key = flat.mean(1).double()
-    elif select == "max":
-        key = flat.amax(1).double()
-    elif select == "gradient":
-        key = est
-    else:  # "contribution": estimated softmax weight x positive activation mass
-        key = torch.log_softmax(est, 0) + torch.log(flat.clamp(min=0).mean(1).double() + 1e-12)
-    return torch.argsort(key, descending=True, stable=True)
+def _spread_pick(order: torch.Tensor, n: int) -> torch.Tensor:
+    """Half of ``n`` from the head of ``order``, half at evenly spaced ranks of the rest."""
+    n = min(n, len(order))
+    n_top = (n + 1) // 2
+    rest = order[n_top:]
+    n_cal = min(n - n_top, len(rest))
+    picks = torch.linspace(0, len(rest) - 1, n_cal).round().long() if n_cal else rest[:0]
+    return torch.cat([order[:n_top], rest[picks]])
 
 
-def _fill_scores(scored: torch.Tensor, est_scored: torch.Tensor, est_all: torch.Tensor):
-    """Scores of every candidate: least-squares line ``score ~ a * estimate + b`` fitted on
-    the exactly scored channels, applied to the rest (``a`` kept >= 0)."""
-    if len(scored) >= 2 and float(est_scored.std()) > 0:
-        design = torch.stack([est_scored, torch.ones_like(est_scored)], 1)
-        coef = torch.linalg.lstsq(design, scored[:, None]).solution[:, 0]
-        a, b = max(float(coef[0]), 0.0), float(coef[1])
-        if a == 0.0:
-            b = float(scored.mean())
-    else:
-        a, b = 0.0, float(scored.mean()) if len(scored) else 0.0
-    return a * est_all + b
+def _surrogate_features(low: torch.Tensor, candidates: torch.Tensor, est: torch.Tensor):
+    """(n, 5) features of each candidate channel for the score surrogate: the first-order
+    estimate and the channel's min-max normalised map averaged over a 2x2 grid (where
+    in the image the mask keeps the picture)."""
+    maps = low[candidates]
+    mn = maps.amin(dim=(1, 2), keepdim=True)
+    mx = maps.amax(dim=(1, 2), keepdim=True)
+    norm = (maps - mn) / (mx - mn + _MASK_EPS)
+    h, w = norm.shape[1:]
+    pooled = F.adaptive_avg_pool2d(norm[:, None], (min(2, h), min(2, w))).flatten(1)
+    return torch.cat([est[:, None], pooled.double()], 1)
+
+
+def _ridge_predict(x_fit: torch.Tensor, y: torch.Tensor, x_all: torch.Tensor, lam: float = 1.0):
+    """Ridge regression on standardised features (penalty ``lam``); predictions for ``x_all``."""
+    mu = x_fit.mean(0)
+    sd = x_fit.std(0, unbiased=False)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))  # a constant feature drops out
+    z = (x_fit - mu) / sd
+    gram = z.T @ z + lam * torch.eye(z.shape[1], dtype=z.dtype)
+    beta = torch.linalg.solve(gram, z.T @ (y - y.mean()))
+    return ((x_all - mu) / sd) @ beta + y.mean()
 
 
 def _score_cam(
@@ -493,21 +549,24 @@ def _score_cam(
     target_layer: nn.Module | str,
     *,
     reshape: Reshape | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     top_k: int | None = None,
     select: str = DEFAULT_SELECT,
-    fill: bool = DEFAULT_FILL,
     target: Target = "positive",
     progress: bool = False,
 ) -> CamResult:
     t0 = time.perf_counter()
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(
+            f"batch_size must be a positive integer or None (auto); got {batch_size!r}"
+        )
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise InputError(f"top_k must be a positive integer or None (all channels); got {top_k!r}")
     if select not in SELECTIONS:
         raise InputError(f"select must be one of {', '.join(SELECTIONS)}; got {select!r}")
     x, layer, reshape, sign = _prepare(model, x, target_layer, reshape, target)
+    if batch_size is None:
+        batch_size = auto_batch_size(x.device)
     size = (int(x.shape[-2]), int(x.shape[-1]))
     with _eval_mode(model):
         with torch.inference_mode():
@@ -527,45 +586,73 @@ def _score_cam(
             # A constant channel has an all-zero mask (nothing to localise): weight 0, no pass.
             candidates = torch.nonzero((flat.amax(1) - flat.amin(1)) > 0).flatten()
         fast = top_k is not None and top_k < len(candidates)
-        need_est = fast and (fill or select in ("gradient", "contribution"))
+        need_est = fast and select in ("surrogate", "gradient")
         saliency = _input_saliency(model, x, sign) if need_est else None
         with torch.inference_mode():
-            est = None
-            if need_est:
-                est = _estimate_scores(low, candidates, size, saliency, max(batch_size, 256))
-            if fast:
-                order = _rank_channels(select, low, candidates, est)
-                chosen = candidates[order[:top_k]]
-            else:
-                chosen = candidates
-            scores = torch.empty(len(chosen), dtype=torch.float64)
-            starts = range(0, len(chosen), batch_size)
+            bar = None
             if progress:
                 from tqdm.auto import tqdm
 
-                starts = tqdm(starts, desc="Score-CAM", unit="batch", leave=False)
-            for start in starts:
-                idx = chosen[start : start + batch_size]
-                batch = x * _masks(low, idx, size).to(x.dtype)  # (b, C, H, W); x is never written
-                scores[start : start + len(idx)] = sign * _logit(model(batch), model).double().cpu()
+                n_total = top_k if fast else len(candidates)
+                bar = tqdm(total=n_total, desc="Score-CAM", unit="pass", leave=False)
+
+            def score(idx: torch.Tensor) -> torch.Tensor:
+                """Exact masked scores of channels ``idx`` (batched forward passes)."""
+                out = torch.empty(len(idx), dtype=torch.float64)
+                for start in range(0, len(idx), batch_size):
+                    part = idx[start : start + batch_size]
+                    batch = x * _masks(low, part, size).to(x.dtype)  # (b, C, H, W); x unchanged
+                    out[start : start + len(part)] = (
+                        sign * _logit(model(batch), model).double().cpu()
+                    )
+                    if bar is not None:
+                        bar.update(len(part))
+                return out
+
             weights = torch.zeros(n_ch, dtype=torch.float64)
-            if fast and fill:
-                # every informative channel keeps a weight: exact scores for the chosen,
-                # calibrated first-order estimates for the rest
-                all_scores = _fill_scores(scores, est[order[:top_k]], est)
-                all_scores[order[:top_k]] = scores
+            if not fast:
+                chosen = candidates
+                if len(chosen):
+                    weights[chosen] = torch.softmax(score(chosen), dim=0)
+            elif select == "surrogate":
+                est = _estimate_scores(low, candidates, size, saliency)
+                feats = _surrogate_features(low, candidates, est)
+                # round 1: half the budget, spread over the estimate's ranking
+                order = torch.argsort(est, descending=True, stable=True)
+                first = _spread_pick(order, max(1, top_k // 2))
+                s1 = score(candidates[first])
+                # round 2: the channels the surrogate now ranks highest
+                pred = _ridge_predict(feats[first], s1, feats)
+                pred[first] = -math.inf
+                second = torch.argsort(pred, descending=True, stable=True)[: top_k - len(first)]
+                s2 = score(candidates[second])
+                plan = torch.cat([first, second])
+                exact = torch.cat([s1, s2])
+                # no extrapolation above the best measured score: the channels the
+                # surrogate ranked highest were measured in round 2
+                all_scores = _ridge_predict(feats[plan], exact, feats).clamp(max=float(exact.max()))
+                all_scores[plan] = exact
+                chosen = candidates[plan]
                 weights[candidates] = torch.softmax(all_scores, dim=0)
-            elif len(chosen):
-                weights[chosen] = torch.softmax(scores, dim=0)
+            else:
+                if select == "gradient":
+                    key = _estimate_scores(low, candidates, size, saliency)
+                else:
+                    flat_c = low[candidates].flatten(1)
+                    key = (flat_c.mean(1) if select == "mean" else flat_c.amax(1)).double()
+                chosen = candidates[torch.argsort(key, descending=True, stable=True)[:top_k]]
+                weights[chosen] = torch.softmax(score(chosen), dim=0)
+            if bar is not None:
+                bar.close()
             cam_low = (weights[:, None, None] * low.double().cpu()).sum(0)
             pos = torch.clamp(cam_low, min=0)
             constant = bool(pos.amax() - pos.amin() <= 0)
             cam = _finish(cam_low, size)
     notes = _notes((h, w), constant or len(chosen) == 0)
     if fast:
-        rest = "the rest estimated" if fill else "the rest weight 0"
+        rest = "the rest estimated" if select == "surrogate" else "the rest weight 0"
         notes.insert(
-            0, f"fast Score-CAM: {len(chosen)} of {n_ch} channels scored (by {select}), {rest}"
+            0, f"fast Score-CAM: {len(chosen)} of {n_ch} channels scored ({select}), {rest}"
         )
     return CamResult(
         map=cam,
@@ -577,7 +664,7 @@ def _score_cam(
         grid=(h, w),
         logit=logit,
         target=target,
-        extras={"select": select if fast else "all", "fill": bool(fast and fill)},
+        select=select if fast else "all",
     )
 
 
@@ -587,10 +674,9 @@ def score_cam(
     target_layer: nn.Module | str,
     *,
     reshape: Reshape | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     top_k: int | None = None,
     select: str = DEFAULT_SELECT,
-    fill: bool = DEFAULT_FILL,
     target: Target = "positive",
     progress: bool = False,
 ) -> np.ndarray:
@@ -605,10 +691,12 @@ def score_cam(
         reshape: token/NHWC -> NCHW callable; ``None`` derives it from the
             model with :func:`reshape_for` (``None`` for CNNs).
         batch_size: masked images per forward pass (memory ~ batch_size x
-            C x H x W floats).
-        top_k: weigh only the ``top_k`` channels with the largest mean
-            activation (fast Score-CAM); ``None`` uses every channel (the
+            C x H x W floats); ``None`` = :func:`auto_batch_size`.
+        top_k: run only ``top_k`` masked forward passes (fast Score-CAM, see
+            the module docstring); ``None`` scores every channel (the
             published method, one forward pass per channel).
+        select: how fast Score-CAM picks and fills channels, one of
+            :data:`SELECTIONS` (default ``"surrogate"``).
         target: ``"positive"`` explains the logit, ``"negative"`` its negation.
         progress: show a tqdm bar over batches.
     """
@@ -620,7 +708,6 @@ def score_cam(
         batch_size=batch_size,
         top_k=top_k,
         select=select,
-        fill=fill,
         target=target,
         progress=progress,
     ).map
@@ -708,10 +795,9 @@ def explain_image(
     method: str = "scorecam",
     fast: bool = True,
     top_k: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     *,
     select: str = DEFAULT_SELECT,
-    fill: bool = DEFAULT_FILL,
     reshape: Reshape | None = None,
     target: Target = "positive",
     progress: bool = False,
@@ -725,11 +811,14 @@ def explain_image(
         target_layer: the backbone's CAM layer (module or dotted path, e.g.
             ``BackboneSpec.cam_layer``).
         method: ``"scorecam"`` or ``"gradcam"``.
-        fast: Score-CAM only: weigh the ``top_k`` channels with the largest
-            mean activation (default :data:`DEFAULT_TOP_K`); ``False`` runs
-            every channel (slow on a CPU: one forward pass per channel).
-        top_k: channels kept when ``fast``; ignored otherwise.
-        batch_size: masked images per forward pass (Score-CAM).
+        fast: Score-CAM only: run ``top_k`` masked forward passes (default
+            :data:`DEFAULT_TOP_K`) and estimate the other channels' scores
+            (see the module docstring); ``False`` scores every channel (slow
+            on a CPU: one forward pass per channel).
+        top_k: forward passes when ``fast``; ignored otherwise.
+        select: fast Score-CAM rule, one of :data:`SELECTIONS`.
+        batch_size: masked images per forward pass (Score-CAM); ``None`` =
+            :func:`auto_batch_size` (8 on a CPU, 64 on an accelerator).
         reshape: see :func:`score_cam` (derived from the model when ``None``).
         target: ``"positive"`` (the logit) or ``"negative"`` (its negation,
             e.g. "tumour" when the positive class is infection).
@@ -744,7 +833,6 @@ def explain_image(
             batch_size=batch_size,
             top_k=k,
             select=select,
-            fill=fill,
             target=target,
             progress=progress,
         )
@@ -784,11 +872,11 @@ def lesion_focus(
     methods: Sequence[str] = METHODS,
     fast: bool = True,
     top_k: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     select: str = DEFAULT_SELECT,
-    fill: bool = DEFAULT_FILL,
     target: Target = "positive",
     progress: bool = True,
+    per_image: bool = False,
 ) -> pd.DataFrame:
     """How much CAM energy falls inside the lesion box, per backbone and method.
 
@@ -810,6 +898,10 @@ def lesion_focus(
         spread evenly would get, the chance level), ``sd_energy_in_box``,
         ``n_uninformative`` (all-zero maps, left out of the mean),
         ``median_seconds`` (per image).
+        With ``per_image=True``: one row per (backbone, method, crop) instead,
+        columns ``backbone``, ``method``, ``image`` (position in ``crops``),
+        ``energy_in_box`` (NaN for an all-zero map), ``box_area_share``,
+        ``seconds``, ``note``.
     """
     import pandas as pd
 
@@ -843,7 +935,6 @@ def lesion_focus(
                     top_k=top_k,
                     batch_size=batch_size,
                     select=select,
-                    fill=fill,
                     reshape=bb.reshape,
                     target=target,
                 )
@@ -854,6 +945,20 @@ def lesion_focus(
                     n_zero += 1
                 else:
                     shares.append(share)
+                if per_image:
+                    rows.append(
+                        {
+                            "backbone": bb.name,
+                            "method": method,
+                            "image": i,
+                            "energy_in_box": share,
+                            "box_area_share": areas[-1],
+                            "seconds": res.seconds,
+                            "note": res.note,
+                        }
+                    )
+            if per_image:
+                continue
             rows.append(
                 {
                     "backbone": bb.name,

@@ -107,6 +107,7 @@ def overlay(
     box: Box | None = None,
     cmap: str = "jet",
     outline: bool = False,
+    weighted: bool = False,
 ) -> np.ndarray:
     """Blend a CAM over a radiograph; RGB uint8 (H, W, 3).
 
@@ -121,6 +122,10 @@ def overlay(
             unchanged. ``None`` = the map covers the whole image.
         cmap: matplotlib colormap name.
         outline: draw the box's border (white, 1 px) when ``box`` is given.
+        weighted: blend with ``alpha * cam`` per pixel, so where the map is
+            low the radiograph shows unchanged (easier to read than a uniform
+            tint); ``False`` blends uniformly as ``pytorch_grad_cam``'s
+            ``show_cam_on_image``.
     """
     img = np.asarray(pixels_uint8)
     if img.dtype != np.uint8:
@@ -141,11 +146,11 @@ def overlay(
         x0, y0, x1, y1 = 0, 0, w, h
     else:
         x0, y0, x1, y1 = _int_box(box, (h, w), "overlay box")
-    heat = colormap(resize_map(cam, (y1 - y0, x1 - x0)), cmap).astype(np.float32)
+    resized = resize_map(cam, (y1 - y0, x1 - x0))
+    heat = colormap(resized, cmap).astype(np.float32)
     region = rgb[y0:y1, x0:x1].astype(np.float32)
-    rgb[y0:y1, x0:x1] = np.clip((1.0 - alpha) * region + alpha * heat + 0.5, 0, 255).astype(
-        np.uint8
-    )
+    a = float(alpha) * np.clip(resized, 0.0, 1.0)[..., None] if weighted else float(alpha)
+    rgb[y0:y1, x0:x1] = np.clip((1.0 - a) * region + a * heat + 0.5, 0, 255).astype(np.uint8)
     if box is not None and outline:
         rgb[y0, x0:x1] = rgb[y1 - 1, x0:x1] = 255
         rgb[y0:y1, x0] = rgb[y0:y1, x1 - 1] = 255
