@@ -37,6 +37,11 @@ def test_run_folder_holds_every_stage(mini_run):
     assert meta["training_data"]["synthetic"] is True
     assert set(meta["thresholds"]) == {"youden", "sens90", "spec90"}
     assert "Synthetic data" in (mini_run / "summary.md").read_text()
+    # lesion focus of the CAMs reaches the report, beside its chance level
+    focus = pd.read_csv(mini_run / "lesion_focus.csv")
+    assert set(focus["method"]) == {"scorecam", "gradcam"}
+    assert focus["mean_energy_in_box"].between(0, 1).all()
+    assert "chance_level (box area share)" in (mini_run / "evaluation" / "report.html").read_text()
 
 
 def test_no_dicom_identifier_reaches_outputs(mini_run):

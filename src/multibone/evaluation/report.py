@@ -697,7 +697,15 @@ def _read_extras(run_dir: Path, warnings: list[str]) -> dict[str, pd.DataFrame]:
         try:
             lf = pd.read_csv(foc)
             need = {"backbone", "method", "energy_in_box"}
-            if need <= set(lf.columns):
+            summary_cols = ["backbone", "method", "n_images", "mean_energy_in_box",
+                            "box_area_share"]
+            if set(summary_cols) <= set(lf.columns):
+                # already summarised per backbone and method (multibone.explain.lesion_focus):
+                # box_area_share is the chance level a uniform map would reach
+                extras["lesion_focus_summary"] = lf[
+                    summary_cols + [c for c in ("sd_energy_in_box", "n_uninformative") if c in lf]
+                ].rename(columns={"box_area_share": "chance_level (box area share)"})
+            elif need <= set(lf.columns):
                 e = pd.to_numeric(lf["energy_in_box"], errors="coerce")
                 lf = lf.assign(energy_in_box=e)
                 extras["lesion_focus_summary"] = (
