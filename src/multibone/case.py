@@ -328,6 +328,7 @@ def explain_case(
     *,
     cam_methods: tuple[str, ...] = ("scorecam",),
     fast: bool = True,
+    result: CaseResult | None = None,
 ) -> CaseExplanation:
     """SHAP contributions of the stacker and CAM overlays per image, backbone and method.
 
@@ -339,7 +340,8 @@ def explain_case(
     from multibone.explain import describe_contributions, explain_stacker, waterfall_png
 
     rt = runtime(bundle)
-    result = predict_case(bundle, case)
+    if result is None:  # pass predict_case's result to skip scoring the images twice
+        result = predict_case(bundle, case)
     X = _feature_row(rt, case, result.backbone_scores)
     expl = explain_stacker(rt.stacker, X)
     sentences = describe_contributions(expl, 0, bundle.positive_class, bundle.negative_class)

@@ -27,15 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from multibone._atomic import atomic_dir
     from multibone.bundle import load_bundle
-    from multibone.case import case_report_html, explain_case
+    from multibone.case import case_report_html, explain_case, predict_case
 
     bundle = load_bundle(args.bundle)
     case = case_from_args(args)
     methods = tuple(args.method or ["scorecam"])
-    expl = explain_case(bundle, case, cam_methods=methods, fast=not args.full)
-    from multibone.case import predict_case
-
     result = predict_case(bundle, case)
+    expl = explain_case(bundle, case, cam_methods=methods, fast=not args.full, result=result)
     with atomic_dir(Path(args.out), force=args.force) as tmp:
         (tmp / "shap_waterfall.png").write_bytes(expl.waterfall_png)
         cams = []
