@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from multibone import __version__
@@ -175,7 +174,7 @@ def _write_lesion_focus(run: Path, cohort, splits, backbones, n_images: int, pro
     from multibone.explain.cam import CamBackbone, lesion_focus
     from multibone.explain.overlay import box_in_crop
     from multibone.imaging import load_backbone_models, preprocess
-    from multibone.io import crop_roi, read_radiograph, roi_box
+    from multibone.io import crop_roi, read_radiograph, resize_square, roi_box
 
     im = cohort.images.copy()
     im["patient_id"] = im["patient_id"].astype(str)
@@ -204,15 +203,9 @@ def _write_lesion_focus(run: Path, cohort, splits, backbones, n_images: int, pro
             layer=meta["cam_layer"],
             prepare=lambda c, meta=meta: preprocess([c], meta),
         )
-        df = lesion_focus([cb], [_resize(c, size) for c in crops], boxes, progress=progress)
+        df = lesion_focus([cb], [resize_square(c, size) for c in crops], boxes, progress=progress)
         rows.append(df)
     pd.concat(rows, ignore_index=True).to_csv(run / "lesion_focus.csv", index=False)
-
-
-def _resize(crop: np.ndarray, size: int) -> np.ndarray:
-    from multibone.io import resize_square
-
-    return resize_square(crop, size)
 
 
 def _training_data(cohort, splits: pd.DataFrame) -> dict:
