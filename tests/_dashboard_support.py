@@ -12,8 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from multibone.app import app_path
+
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "apps" / "dashboard.py"
+#: The Streamlit script shipped in the package (what ``multibone dashboard`` runs).
+APP = app_path()
+#: The repository's thin launcher for ``streamlit run apps/dashboard.py``.
+LAUNCHER = REPO / "apps" / "dashboard.py"
 
 # DICOM tags that identify a person or a visit; the synthetic DICOMs fill them with fakes.
 IDENTIFYING_TAGS = (

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _dashboard_support as support  # noqa: E402
 
+from multibone.app import logic  # noqa: E402
+
 AppTest = pytest.importorskip("streamlit.testing.v1", reason="streamlit not installed").AppTest
 
 TIMEOUT = 120  # model loading and Score-CAM on a busy CPU
@@ -123,10 +125,11 @@ def compute(at) -> None:
 # --------------------------------------------------------------------------- no bundle
 
 
-def test_no_bundle_offers_to_build(monkeypatch, tmp_path):
+@pytest.mark.parametrize("script", [support.APP, support.LAUNCHER], ids=["packaged", "launcher"])
+def test_no_bundle_offers_to_build(monkeypatch, tmp_path, script):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MULTIBONE_BUNDLE", raising=False)
-    at = AppTest.from_file(str(support.APP), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(script), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     assert "No model bundle yet" in at.info[0].value
     assert at.button(key="mb_build_demo").label.startswith("Build the demo bundle")
@@ -376,13 +379,6 @@ def test_box_outside_image_is_reported_below_it(app, field, value, message):
 # --------------------------------------------------------------------------- helpers without Streamlit
 
 
-def _logic():
-    sys.path.insert(0, str(support.APP.parent))
-    import _dashboard_logic
-
-    return _dashboard_logic
-
-
 @pytest.mark.parametrize(
     ("typed", "env", "expected", "source"),
     [
@@ -393,9 +389,38 @@ def _logic():
     ],
 )
 def test_bundle_location_order(tmp_path, typed, env, expected, source):
-    loc = _logic().locate_bundle(typed, env=env, cwd=tmp_path)
+    loc = logic.locate_bundle(typed, env=env, cwd=tmp_path)
     assert str(loc.path) == expected.replace("CWD", str(tmp_path))
     assert source in loc.source and loc.exists is False
+
+
+@pytest.mark.parametrize(
+    ("typed", "argument", "expected", "source"),
+    [
+        ("/x/typed", "/x/arg", "/x/typed", "typed"),
+        ("", "/x/arg", "/x/arg", "--bundle"),
+        ("", "rel/arg", "CWD/rel/arg", "--bundle"),
+    ],
+)
+def test_bundle_argument_between_typed_and_env(tmp_path, typed, argument, expected, source):
+    env = {"MULTIBONE_BUNDLE": "/x/env"}
+    loc = logic.locate_bundle(typed, env=env, cwd=tmp_path, argument=argument)
+    assert str(loc.path) == expected.replace("CWD", str(tmp_path))
+    assert source in loc.source
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ""),
+        (["--bundle", "/b"], "/b"),
+        (["--bundle=/b", "--other", "x"], "/b"),
+        (["-q", "tests/x.py"], ""),  # e.g. pytest's own argv under AppTest
+        (["--bun", "/b"], ""),  # no abbreviations: only the exact option counts
+    ],
+)
+def test_bundle_argument(argv, expected):
+    assert logic.bundle_argument(argv) == expected
 
 
 @pytest.mark.parametrize(
@@ -411,7 +436,7 @@ def test_bundle_location_order(tmp_path, typed, env, expected, source):
     ],
 )
 def test_box_errors(box, field, message):
-    errors = _logic().box_errors(box, height=80, width=96)
+    errors = logic.box_errors(box, height=80, width=96)
     if field is None:
         assert errors == {}
     else:
@@ -420,7 +445,7 @@ def test_box_errors(box, field, message):
 
 def test_upload_labels_hide_file_names():
     cache: dict = {}
-    ups = _logic().read_uploads(
+    ups = logic.read_uploads(
         [("DOE^JANE.png", support.png_bytes()), ("DOE^JANE.txt", b"not an image" * 20)], cache
     )
     assert [u.label for u in ups] == ["image 1 (PNG)", "image 2"]
@@ -441,11 +466,11 @@ def test_upload_labels_hide_file_names():
     ],
 )
 def test_torch_threads(env, cpus, expected):
-    assert _logic().torch_threads(env, cpus) == expected
+    assert logic.torch_threads(env, cpus) == expected
 
 
 def test_torch_threads_rejects_text():
     from multibone.errors import MultiboneError
 
     with pytest.raises(MultiboneError, match="MULTIBONE_TORCH_THREADS='many'"):
-        _logic().torch_threads({"MULTIBONE_TORCH_THREADS": "many"}, 2)
+        logic.torch_threads({"MULTIBONE_TORCH_THREADS": "many"}, 2)

@@ -1,4 +1,5 @@
-"""The dashboard in a real browser: headless Chromium drives ``streamlit run apps/dashboard.py``.
+"""The dashboard in a real browser: headless Chromium drives the app as ``multibone dashboard``
+starts it.
 
 Marked ``browser`` (not in the default run). Needs Debian's ``chromium`` and
 ``chromium-driver`` packages and the ``selenium`` Python package (``dev`` extra); skipped
@@ -110,26 +111,16 @@ def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 @pytest.fixture
 def dashboard_url(demo_bundle, tmp_path):
     """Start the dashboard on a free localhost port with the demo bundle; stop it after."""
+    from multibone.cli.dashboard import streamlit_command
+
     port = _free_port()
-    env = dict(os.environ, MULTIBONE_BUNDLE=str(demo_bundle))
+    env = {k: v for k, v in os.environ.items() if k != "MULTIBONE_BUNDLE"}
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
+    # The command line of `multibone dashboard --bundle B`, started outside the repository
+    # (no .streamlit/config.toml there: its settings must come as flags).
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "localhost",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
+        streamlit_command(APP, port, str(demo_bundle)),
+        cwd=tmp_path,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

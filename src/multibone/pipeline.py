@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Where ``multibone demo`` writes by default, and where the dashboard looks first.
 DEFAULT_DEMO_RUN = Path("runs/demo")
-#: The demo config shipped with the package's source tree.
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+#: The demo config, package data (``multibone/configs/``; the repository's ``configs/`` is a
+#: link to it), so a non-editable install finds it too.
+DEMO_CONFIG = Path(str(resources.files("multibone").joinpath("configs", "demo.yaml")))
 
 Progress = Callable[[float, str], None]
 
@@ -58,8 +60,8 @@ def _noop(fraction: float, message: str) -> None:
 def _demo_config() -> RunConfig:
     if not DEMO_CONFIG.is_file():
         raise InputError(
-            f"{DEMO_CONFIG}: the demo config is missing (multibone installed without its source "
-            "tree?); pass --config with a run config, e.g. a copy of configs/demo.yaml"
+            f"{DEMO_CONFIG}: the demo config is missing (a broken multibone install?); "
+            "pass --config with a run config, e.g. a copy of configs/demo.yaml"
         )
     return load_run_config(DEMO_CONFIG)
 

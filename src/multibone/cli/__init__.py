@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "statistics, figures and an HTML report for a run"),
     "compare": ("compare", "head-to-head comparison of two prediction files"),
     "readers": ("readers", "compare the model with human readers"),
+    "dashboard": ("dashboard", "start the clinician dashboard (Streamlit, localhost)"),
 }
 
 

@@ -39,5 +39,5 @@ def run(args: argparse.Namespace) -> int:
     print((run_dir / "summary.md").read_text(encoding="utf-8"))
     print(f"demo finished in {time.perf_counter() - t0:.0f} s. Next:\n"
           f"  open {run_dir / 'evaluation' / 'report.html'}\n"
-          f"  streamlit run apps/dashboard.py   (opens on {run_dir / 'bundle'})")
+          f"  multibone dashboard --bundle {run_dir / 'bundle'}")
     return 0

@@ -11,10 +11,12 @@ the temporary file's path replaced by that label.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,22 +51,40 @@ class BundleLocation:
     exists: bool
 
 
+def bundle_argument(argv: Sequence[str] | None = None) -> str:
+    """The ``--bundle B`` the app was started with, or "".
+
+    ``multibone dashboard --bundle B`` runs ``streamlit run <app> -- --bundle B``; Streamlit
+    hands what follows ``--`` to the script as ``sys.argv[1:]``. Other arguments are ignored.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--bundle", default="")
+    known, _ = parser.parse_known_args(list(argv))
+    return known.bundle
+
+
 def locate_bundle(
     typed: str | None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     default_run: Path = Path("runs/demo"),
+    argument: str | None = None,
 ) -> BundleLocation:
-    """Choose the bundle folder: a path typed in the sidebar, else ``$MULTIBONE_BUNDLE``,
-    else ``<default_run>/bundle`` relative to ``cwd`` (the demo bundle).
+    """Choose the bundle folder: a path typed in the sidebar, else the ``--bundle`` argument
+    (see :func:`bundle_argument`), else ``$MULTIBONE_BUNDLE``, else ``<default_run>/bundle``
+    relative to ``cwd`` (the demo bundle).
 
     Relative paths are taken relative to ``cwd`` (default: the current directory).
     """
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else Path(cwd)
     typed = (typed or "").strip()
+    argument = (argument or "").strip()
     if typed:
         path, source = Path(typed).expanduser(), "the path typed in the sidebar"
+    elif argument:
+        path, source = Path(argument).expanduser(), "the --bundle argument"
     elif env.get(ENV_BUNDLE, "").strip():
         path, source = Path(env[ENV_BUNDLE].strip()).expanduser(), f"${ENV_BUNDLE}"
     else:
