@@ -28,10 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "apps"))
+from multibone.app import logic
 
-import _dashboard_logic as logic  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:

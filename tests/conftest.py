@@ -3,11 +3,15 @@ backbone cross-fitted -> stacker -> evaluation -> bundle), built once per sessio
 
 It is small enough for a 2-core CPU (well under a minute) and exercises every
 layer for real, so predict, explain, bundle and dashboard tests need no mocks.
+
+Also the fixtures several test files share: ``refdata`` (reference tables of other
+implementations in ``../shared/refdata``) and ``one_torch_thread``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +57,47 @@ def mini_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mini_bundle(mini_run) -> Path:
     return mini_run / "bundle"
+
+
+# --------------------------------------------------------------------------- reference data
+
+#: Reference tables from other implementations (R, statsmodels, ...), beside the repository.
+REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def refdata() -> Callable[[str], Path]:
+    """``refdata(name)``: the path of ``../shared/refdata/<name>``.
+
+    A missing file skips the test on a workstation but fails it under ``CI=true``: CI must
+    not pass by silently skipping the comparisons with other implementations.
+    """
+
+    def path_of(name: str) -> Path:
+        path = REFDATA / name
+        if not path.is_file():
+            message = f"reference data not found at {path} (../shared/refdata beside the repo)"
+            if _on_ci():
+                pytest.fail(f"{message}; CI=true, so this is an error, not a skip")
+            pytest.skip(message)
+        return path
+
+    return path_of
+
+
+# --------------------------------------------------------------------------- torch threads
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch CPU thread for the test (the machine is shared); restored afterwards."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

@@ -13,8 +13,6 @@ References:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,15 +28,6 @@ from multibone.evaluation import (
     mcnemar_sens_spec,
     mcnemar_test,
 )
-
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
-
-
-def _ref(name: str) -> pd.DataFrame:
-    path = REFDATA / name
-    if not path.is_file():
-        pytest.skip(f"reference data not found at {path}")
-    return pd.read_csv(path)
 
 
 def _expand(table):
@@ -72,15 +61,15 @@ def test_cohen_kappa_of_labels_strings():
     assert -1 <= k.kappa <= 1
 
 
-def test_fleiss_kappa_matches_irr():
-    d = _ref("irr_diagnoses.csv")
+def test_fleiss_kappa_matches_irr(refdata):
+    d = pd.read_csv(refdata("irr_diagnoses.csv"))
     k = fleiss_kappa(d.to_numpy(), n_boot=300, seed=1)
     assert k.kappa == pytest.approx(0.4302445, abs=1e-7)
     assert k.ci_low < k.kappa < k.ci_high
 
 
-def test_fleiss_kappa_wikipedia_table():
-    d = _ref("statsmodels_fleiss_wikipedia_table.csv")
+def test_fleiss_kappa_wikipedia_table(refdata):
+    d = pd.read_csv(refdata("statsmodels_fleiss_wikipedia_table.csv"))
     table = d[[f"cat{i}" for i in range(1, 6)]].to_numpy()
     assert fleiss_kappa_table(table) == pytest.approx(0.210, abs=5e-4)
     # the per-subject agreement P_i as printed on the page
@@ -126,8 +115,8 @@ def test_cochran_q_published_examples():
 @pytest.mark.parametrize(
     "name", ["statsmodels_cochranq_table1.csv", "statsmodels_cochranq_table2.csv"]
 )
-def test_cochran_q_refdata_tables(name):
-    x = _ref(name).to_numpy()
+def test_cochran_q_refdata_tables(refdata, name):
+    x = pd.read_csv(refdata(name)).to_numpy()
     q, p = _cochran_closed_form(x)
     r = cochran_q(x)
     assert r.statistic == pytest.approx(q) and r.p == pytest.approx(p)

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,20 +17,11 @@ from scipy.special import expit
 from multibone.errors import InputError
 from multibone.evaluation import calibration, calibration_table, net_benefit, pr_curve
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
-
-
-def _ref(name: str) -> pd.DataFrame:
-    path = REFDATA / name
-    if not path.is_file():
-        pytest.skip(f"reference data not found at {path}")
-    return pd.read_csv(path)
-
 
 @pytest.fixture(scope="module")
-def synpm():
-    data = _ref("predRupdate_SYNPM_ValidationData.csv")
-    models = _ref("predRupdate_SYNPM_Existing_logistic_models.csv")
+def synpm(refdata):
+    data = pd.read_csv(refdata("predRupdate_SYNPM_ValidationData.csv"))
+    models = pd.read_csv(refdata("predRupdate_SYNPM_Existing_logistic_models.csv"))
     coef = models[models["model"] == 1].iloc[0]
     lp = coef["Intercept"] + sum(
         coef[c] * data[c] for c in ("Age", "SexM", "Smoking_Status", "Diabetes", "Creatinine")
@@ -63,8 +52,8 @@ def test_calibration_single_class_reports_brier():
     assert r.brier == pytest.approx(np.mean((np.array([0.2, 0.7, 0.9]) - 1) ** 2))
 
 
-def test_net_benefit_matches_dcurves():
-    d = _ref("dcurves_df_binary.csv")
+def test_net_benefit_matches_dcurves(refdata):
+    d = pd.read_csv(refdata("dcurves_df_binary.csv"))
     y = d["cancer"].astype(str).str.upper().eq("TRUE").astype(int)
     nb = net_benefit(y, d["cancerpredmarker"], [0.25]).iloc[0]
     assert nb["treat_all"] == pytest.approx(-0.1466667, abs=1e-7)

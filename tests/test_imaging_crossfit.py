@@ -29,13 +29,8 @@ from multibone.imaging import (
 BACKBONES = ["e3", "vit"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread (shared test machine); restored afterwards."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+# One torch thread for every test here (fixture in conftest.py; the machine is shared).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

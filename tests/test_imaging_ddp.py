@@ -16,10 +16,13 @@ import pytest
 import torch.distributed
 from imaging_cohort import make_cohort_files
 
-pytestmark = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="torch.distributed with gloo is not available",
-)
+pytestmark = [
+    pytest.mark.ddp,
+    pytest.mark.skipif(
+        not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+        reason="torch.distributed with gloo is not available",
+    ),
+]
 
 
 def test_torchrun_two_processes(tmp_path):

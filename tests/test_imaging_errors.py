@@ -12,13 +12,8 @@ from multibone.errors import ConfigError, InputError, MultiboneError
 from multibone.imaging import ImagingConfig, train_images
 from multibone.imaging import train as train_module
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+# One torch thread for every test here (fixture in conftest.py; the machine is shared).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

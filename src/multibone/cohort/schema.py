@@ -1,8 +1,8 @@
 """The JSON Schemas of the data contract, and the cell rules derived from them.
 
-The canonical files live in the repository's ``data_schemas/`` folder; identical
-copies ship inside the package (``multibone/cohort/schemas/``, a test checks they
-are equal) so an installed multibone finds them without the repository.
+The files are package data (``multibone/cohort/schemas/``; the repository's
+``data_schemas/`` is a link to that folder), so an installed multibone finds them
+without the repository.
 
 Everything the validators know about a column comes from the schema: its type,
 range, enumeration, aliases, unit, whether it is patient-level, and the sentence
