@@ -90,7 +90,9 @@ def test_predict_prints_the_promised_json(mini_run, capsys):
         assert d["call"] == ("infection" if out["probability"] >= d["threshold"] else "tumor")
     assert set(out["backbone_scores"]) == {"e3"}
     assert out["features"]["crp_abnormal"] == 1.0 and out["features"]["esr_abnormal"] == 0.0
-    assert "bundle format 1" in out["bundle_version"]
+    from multibone.bundle import BUNDLE_FORMAT_VERSION
+
+    assert f"bundle format {BUNDLE_FORMAT_VERSION}" in out["bundle_version"]
 
 
 def test_predict_agrees_with_the_cross_fitted_test_scores(mini_run):
@@ -254,8 +256,7 @@ def test_explain_writes_pngs_json_and_a_clean_report(mini_run, tmp_path):
 def test_clinical_only_run_on_a_table_without_images(tmp_path):
     """The stacker also serves cohorts that have only tables (zero backbones)."""
     from multibone.cohort import load_cohort
-    from multibone.cohort.splits import assign_splits
-    from multibone.pipeline import finish_run
+    from multibone.pipeline import finish_run, make_splits
     from multibone.runconfig import run_config_from_dict
     from multibone.synthetic import synthetic_patients
 
@@ -290,7 +291,7 @@ def test_clinical_only_run_on_a_table_without_images(tmp_path):
         }
     )
     cohort = load_cohort(tmp_path / "manifest.csv", check_images=False, progress=False)
-    splits = assign_splits(cohort.patients, config.splits)
+    splits = make_splits(cohort, config)
     run = finish_run(tmp_path / "run", cohort, splits, config, progress=False, n_boot=50)
     preds = pd.read_csv(run / "predictions.csv")
     assert "p_image_only" not in preds and preds["p_stacker"].between(0, 1).all()
@@ -302,7 +303,6 @@ def test_analyst_flow_train_images_then_stack_run(mini_run, tmp_path, capsys):
     import shutil
 
     import yaml
-
     from conftest import MINI_CONFIG
 
     cfg = tmp_path / "mini.yaml"
@@ -332,10 +332,68 @@ def test_analyst_flow_train_images_then_stack_run(mini_run, tmp_path, capsys):
     # the folds of the imaging stage are reused, never re-drawn
     scores = pd.read_csv(run / "imaging" / "patient_scores.csv", dtype={"patient_id": str})
     splits = pd.read_csv(run / "splits.csv", dtype={"patient_id": str})
-    assert scores[["patient_id", "fold"]].equals(splits[["patient_id", "fold"]])
+    pd.testing.assert_frame_equal(_by_patient(scores), _by_patient(splits))
     # a second time without --force refuses and leaves the bundle alone
     before = (run / "bundle" / "bundle.json").read_bytes()
     assert (
         main(["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(cfg)]) == 2
     )
     assert (run / "bundle" / "bundle.json").read_bytes() == before
+
+
+def _by_patient(df: pd.DataFrame) -> pd.DataFrame:
+    out = df[["patient_id", "split", "fold"]].astype({"patient_id": str, "split": str, "fold": int})
+    return out.sort_values("patient_id").reset_index(drop=True)
+
+
+def _config_file(tmp_path, **splits):
+    import yaml
+    from conftest import MINI_CONFIG
+
+    cfg = tmp_path / "mini.yaml"
+    cfg.write_text(yaml.safe_dump({**MINI_CONFIG, "splits": {**MINI_CONFIG["splits"], **splits}}))
+    return cfg
+
+
+def test_every_entry_point_draws_the_same_folds(mini_run, tmp_path, monkeypatch):
+    """demo (run_pipeline), train-images, stack --run and clinical-only stack --out: one cohort
+    and config give one set of splits and folds."""
+    import multibone.imaging
+
+    cfg = _config_file(tmp_path)
+    manifest = str(mini_run / "cohort" / "manifest.csv")
+    reference = _by_patient(pd.read_csv(mini_run / "splits.csv", dtype={"patient_id": str}))
+    assert set(reference["split"]) == {"dev", "external"} and set(reference["fold"]) == {-1, 0, 1, 2}
+    imaging_scores = pd.read_csv(mini_run / "imaging" / "patient_scores.csv")
+    pd.testing.assert_frame_equal(_by_patient(imaging_scores), reference)
+
+    seen = {}
+
+    def fake_train_images(cohort, splits, config, out_dir, **kwargs):
+        seen["splits"] = splits  # what train-images would cross-fit on; training itself skipped
+
+    monkeypatch.setattr(multibone.imaging, "train_images", fake_train_images)
+    argv = ["--manifest", manifest, "--config", str(cfg)]
+    assert main(["train-images", *argv, "--out", str(tmp_path / "imaging"), "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(_by_patient(seen["splits"]), reference)
+
+    # clinical-only whole run (no RUN/imaging) and clinical-only stacking step
+    clin, step = tmp_path / "clin", tmp_path / "step"
+    assert main(["stack", *argv, "--run", str(clin), "--family", "lr", "--bootstrap", "20"]) == 0
+    assert main(["stack", *argv, "--out", str(step), "--family", "lr"]) == 0
+    for table in (clin / "splits.csv", clin / "predictions.csv", step / "predictions.csv"):
+        got = pd.read_csv(table, dtype={"patient_id": str})
+        pd.testing.assert_frame_equal(_by_patient(got), reference, obj=str(table))
+
+
+def test_stack_run_refuses_scores_cross_fitted_on_other_splits(mini_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mini_run / "imaging", run / "imaging")
+    cfg = _config_file(tmp_path, seed=1)  # other folds than the imaging stage was fitted on
+    manifest = str(mini_run / "cohort" / "manifest.csv")
+    code = main(["stack", "--run", str(run), "--manifest", manifest, "--config", str(cfg)])
+    assert code == 2
+    assert "cross-fitted on other splits" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["imaging"]  # nothing written

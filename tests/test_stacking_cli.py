@@ -12,6 +12,7 @@ import pytest
 from stacking_sim import simulate
 
 from multibone.cli import main
+from multibone.cohort import assign_splits
 
 FAST_YAML = """
 stacking:
@@ -44,11 +45,13 @@ def cohort(tmp_path_factory) -> dict[str, Path]:
         }
     )
     manifest.to_csv(d / "manifest.csv", index=False)
+    # the folds train-images would have cross-fitted on (the config's default splits section)
+    folds = assign_splits(pd.DataFrame({"patient_id": ids, "label": y, "split": split}))["fold"]
     scores = pd.DataFrame(
         {
             "patient_id": ids,
             "split": split,
-            "fold": np.where(split == "dev", np.arange(60) % 3, -1),
+            "fold": folds.to_numpy(),
             "label": y.astype(float),
             "e3": X["e3"].to_numpy(),
         }

@@ -3,12 +3,20 @@
 A run folder (see the README) is built in stages, each owned by its layer:
 
 1. cohort   -- ``multibone.cohort.load_cohort`` (and ``multibone.synthetic`` for the demo)
-2. splits   -- external centres held out, K patient-grouped, label-stratified dev folds
+2. splits   -- external centres held out, K patient-grouped, label-stratified dev folds;
+   :func:`make_splits` is the one place they are drawn, whatever the entry point
 3. imaging  -- step 1: cross-fitted backbone scores (``multibone.imaging.train_images``)
 4. stacking -- step 2: families compared and the stacker fitted on out-of-fold scores only
 5. predictions.csv + thresholds.json (operating points chosen on dev, never re-chosen)
 6. lesion focus (share of CAM energy inside the lesion box) and the evaluation report
-7. the model bundle, and ``summary.md`` for a person
+7. the model bundle (metadata built by :func:`multibone.bundle.build_metadata`), and
+   ``summary.md`` for a person
+
+Entry points: :func:`build_demo` (``multibone demo``) and :func:`run_pipeline` run
+every stage; :func:`train_imaging` (``multibone train-images``) stops after stage 3;
+:func:`stack_run` (``multibone stack --run``) does stages 4-7 on a run whose
+imaging is done or absent; :func:`stack_step` (``multibone stack --out``) stage 4
+only. The CLI parses arguments, calls one of these and prints.
 
 Case-level functions (predict, explain, report) live in :mod:`multibone.case` and
 are re-exported here so the dashboard needs one import.
@@ -25,7 +33,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from multibone import __version__
 from multibone.case import (  # noqa: F401  (re-exported for the dashboard and CLI)
     CamView,
     Case,
@@ -96,6 +103,56 @@ def patient_context(cohort) -> pd.DataFrame:
     return ctx
 
 
+def make_splits(cohort, config: RunConfig) -> pd.DataFrame:
+    """Stage 2: every patient's ``split`` (dev/test/external) and dev ``fold``.
+
+    The only function that draws a run's splits: the demo, ``train-images``,
+    ``stack --run`` and clinical-only ``stack`` all call it, so the same cohort
+    and ``config.splits`` give the same folds whatever the entry point. Returns
+    ``patient_id, split, fold`` (one row per patient, in the cohort's order).
+    """
+    from multibone.cohort.splits import assign_splits
+
+    return assign_splits(cohort.patients, config.splits)
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """``patient_scores.csv`` of the imaging stage (InputError if absent or unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: scores file not found (run multibone train-images first)")
+    try:
+        return pd.read_csv(path, dtype={"patient_id": str, "split": str}, keep_default_na=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def check_scores_splits(scores: pd.DataFrame, splits: pd.DataFrame, source: str) -> None:
+    """Refuse imaging scores cross-fitted on other splits than :func:`make_splits` gives.
+
+    Only patients present in both tables are compared (unknown or missing ids are
+    named later by :func:`multibone.stacking.build_stacking_table`).
+    """
+    if not {"patient_id", "split", "fold"} <= set(scores.columns):
+        return  # build_stacking_table names the missing columns
+    key = ["split", "fold"]
+    a = scores.assign(patient_id=scores["patient_id"].astype(str)).drop_duplicates("patient_id")
+    a = a.set_index("patient_id")[key]
+    b = splits.assign(patient_id=splits["patient_id"].astype(str)).set_index("patient_id")[key]
+    common = a.index.intersection(b.index)
+    a_split = a.loc[common, "split"].fillna("").astype(str)
+    a_fold = pd.to_numeric(a.loc[common, "fold"], errors="coerce").fillna(-1).astype(int)
+    differ = common[(a_split != b.loc[common, "split"].astype(str)).to_numpy()
+                    | (a_fold != b.loc[common, "fold"].astype(int)).to_numpy()]
+    if len(differ):
+        shown = ", ".join(map(str, differ[:5])) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise InputError(
+            f"{source}: split or fold of patient(s) {shown} differ from those the config's splits "
+            "section gives for this cohort; the scores were cross-fitted on other splits: use the "
+            "same config (splits section) and manifest for train-images and stack"
+        )
+
+
 def _scores_without_images(cohort, splits: pd.DataFrame) -> pd.DataFrame:
     """A patient score table with no backbone columns (clinical-only stacking)."""
     labels = cohort.patients.set_index(cohort.patients["patient_id"].astype(str))["label"]
@@ -134,7 +191,8 @@ def finish_run(
         if (run / sub).exists() and not force:
             raise InputError(f"{run / sub} already exists; pass --force to overwrite it")
     if scores_path.is_file():
-        scores = pd.read_csv(scores_path, dtype={"patient_id": str})
+        scores = read_scores(scores_path)
+        check_scores_splits(scores, splits, str(scores_path))
     else:
         log.info("no imaging scores in %s: stacking on clinical features only", imaging_dir)
         scores = _scores_without_images(cohort, splits)
@@ -235,11 +293,9 @@ def _training_data(cohort, splits: pd.DataFrame) -> dict:
 
 def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: dict, *, force: bool) -> Path:
     """Assemble RUN/bundle from the run's outputs (hashes, atomic, no overwrite without force)."""
-    from multibone.bundle import save_bundle
+    from multibone.bundle import build_metadata, save_bundle
     from multibone.runconfig import run_config_to_dict
 
-    negative = "tumor" if cohort.positive_class == "infection" else "infection"
-    points = stack_summary["operating_points"].get("stacker", {})
     files: dict[str, Path] = {
         "stacker.joblib": run / "stacking" / "stacker.joblib",
         "baselines.joblib": run / "stacking" / "baselines.joblib",
@@ -265,57 +321,31 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
             if (ev / name).is_file():
                 files[f"evaluation/{name}"] = ev / name
         metrics = _headline_metrics(ev / "metrics.json")
-    meta = {
-        "task": "primary bone tumour vs bone infection from radiographs + clinical data",
-        "positive_class": cohort.positive_class,
-        "negative_class": negative,
-        "created_by": f"multibone {__version__}",
-        "feature_schema": {
-            "features": stack_summary["features"],
-            "backbones": backbones,
-            "clinical": stack_summary["clinical"],
-            "encoding": {
-                "backbone": "patient-level probability (sigmoid of the aggregated mean-of-folds logit)",
-                "age": "years",
-                "sex_male": "1 male, 0 female",
-                "location_axial": "1 axial, 0 appendicular",
-                "crp_abnormal": "1 abnormal (> 10 mg/L), 0 normal, NaN missing",
-                "esr_abnormal": "1 abnormal (> 20 mm/h), 0 normal, NaN missing",
-            },
-        },
-        "input": {
-            "images": "DICOM, PNG or JPEG radiographs; grey-scale float32 in [0, 1], bone bright",
-            "roi": "lesion box x0,y0,x1,y1 in original pixels (x1/y1 exclusive); whole image if absent",
-        },
-        "preprocessing": preprocessing,
-        "backbones": backbones,
-        "stacker": {"family": stack_summary["family"], "calibration": stack_summary["calibration"]},
-        "thresholds": points,
-        "thresholds_chosen_on": "development out-of-fold predictions",
-        "training_data": _training_data(cohort, splits),
-        "metrics": metrics,
-        "config": run_config_to_dict(config),
-    }
+    meta = build_metadata(
+        positive_class=cohort.positive_class,
+        features=stack_summary["features"],
+        backbones=backbones,
+        clinical=stack_summary["clinical"],
+        family=stack_summary["family"],
+        calibration=stack_summary["calibration"],
+        thresholds=stack_summary["operating_points"].get("stacker", {}),
+        preprocessing=preprocessing,
+        training_data=_training_data(cohort, splits),
+        metrics=metrics,
+        config=run_config_to_dict(config),
+    )
     return save_bundle(run / "bundle", meta, files=files, force=force)
 
 
 def _headline_metrics(path: Path) -> dict:
     """AUC (with CI) of every model on every set, from the evaluation's metrics.json."""
+    from multibone.bundle import headline_metrics
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    out: dict = {}
-    for set_name, set_data in (data.get("sets") or {}).items():
-        models = set_data.get("models", {}) if isinstance(set_data, dict) else {}
-        for model, m in models.items():
-            auc = (m or {}).get("auc") if isinstance(m, dict) else None
-            auc = auc.get("auc") if isinstance(auc, dict) else None  # the DeLong result
-            if isinstance(auc, dict) and auc.get("auc") is not None:
-                out.setdefault(set_name, {})[model] = {
-                    k: auc.get(k) for k in ("auc", "ci_low", "ci_high") if k in auc
-                }
-    return out
+    return headline_metrics(data)
 
 
 def write_summary(run: Path) -> Path:
@@ -381,6 +411,102 @@ def write_summary(run: Path) -> Path:
 # --------------------------------------------------------------------------- whole runs
 
 
+def _start_run(run: Path, splits: pd.DataFrame, config: RunConfig) -> None:
+    """RUN/splits.csv and RUN/config.yaml (the resolved config), written first."""
+    run.mkdir(parents=True, exist_ok=True)
+    splits.to_csv(run / "splits.csv", index=False)
+    save_run_config(config, run / "config.yaml")
+
+
+def train_imaging(
+    manifest: str | Path,
+    out_dir: str | Path,
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> dict | None:
+    """Stages 1-3 (``multibone train-images``): cross-fitted backbones into ``out_dir``.
+
+    Returns the imaging summary of :func:`multibone.imaging.train_images` (``None``
+    on a non-zero torchrun rank).
+    """
+    from multibone.cohort import load_cohort
+    from multibone.imaging import train_images
+
+    cohort = load_cohort(manifest, positive_class=config.positive_class, progress=progress)
+    splits = make_splits(cohort, config)
+    return train_images(
+        cohort, splits, config.imaging, out_dir, resume=resume, force=force, progress=progress
+    )
+
+
+def stack_run(
+    run_dir: str | Path,
+    manifest: str | Path,
+    config: RunConfig,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    n_boot: int = 1000,
+) -> Path:
+    """Stages 4-7 on RUN (``multibone stack --run``) after ``train-images --out RUN/imaging``.
+
+    Without ``RUN/imaging/patient_scores.csv`` the stacker is clinical-only. The
+    splits are :func:`make_splits`'s; imaging scores cross-fitted on others are refused.
+    """
+    from multibone.cohort import load_cohort
+
+    run = Path(run_dir)
+    cohort = load_cohort(manifest, positive_class=config.positive_class, progress=False)
+    splits = make_splits(cohort, config)
+    scores_path = run / "imaging" / "patient_scores.csv"
+    if scores_path.is_file():  # refuse before anything is written
+        check_scores_splits(read_scores(scores_path), splits, str(scores_path))
+    _start_run(run, splits, config)
+    return finish_run(run, cohort, splits, config, force=force, progress=progress, n_boot=n_boot)
+
+
+def stack_step(
+    manifest: str | Path,
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    scores: str | Path | None = None,
+    family: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Stage 4 only (``multibone stack --out``): compare families, fit the stacker.
+
+    ``scores``: ``patient_scores.csv`` of ``train-images``; ``None`` stacks on the
+    clinical features only, on :func:`make_splits`'s splits and folds. Returns
+    :func:`multibone.stacking.run.run_stacking`'s summary.
+    """
+    from multibone.cohort import load_cohort
+    from multibone.stacking import build_stacking_table
+    from multibone.stacking.run import run_stacking
+
+    cohort = load_cohort(
+        manifest, positive_class=config.positive_class, check_images=False, progress=False
+    )
+    splits = make_splits(cohort, config)
+    if scores is not None:
+        table = read_scores(scores)
+        check_scores_splits(table, splits, str(scores))
+        source = str(scores)
+    else:
+        table = _scores_without_images(cohort, splits)
+        source = "manifest (no scores: clinical-only)"
+    X, meta = build_stacking_table(
+        table, cohort.patients, clinical=config.stacking.clinical, source=source
+    )
+    return run_stacking(
+        X, meta, config.stacking, out_dir, family=family, force=force, progress=progress
+    )
+
+
 def run_pipeline(
     manifest: str | Path,
     run_dir: str | Path,
@@ -393,16 +519,13 @@ def run_pipeline(
 ) -> Path:
     """Cohort -> splits -> cross-fitted backbones -> stacker -> evaluation -> bundle."""
     from multibone.cohort import load_cohort
-    from multibone.cohort.splits import assign_splits
     from multibone.imaging import train_images
 
     run = Path(run_dir)
     callback(0.12, "checking the cohort")
     cohort = load_cohort(manifest, positive_class=config.positive_class, progress=progress)
-    splits = assign_splits(cohort.patients, config.splits)
-    run.mkdir(parents=True, exist_ok=True)
-    splits.to_csv(run / "splits.csv", index=False)
-    save_run_config(config, run / "config.yaml")
+    splits = make_splits(cohort, config)
+    _start_run(run, splits, config)
     if config.imaging.backbones:
         callback(0.15, f"training backbones {', '.join(config.imaging.backbones)} (cross-fitted)")
         t0 = time.perf_counter()

@@ -3,18 +3,28 @@
 A bundle is a folder::
 
     bundle.json            format version, task, classes, feature schema, preprocessing,
-                           backbones, thresholds, training summary, metrics, and the
-                           SHA-256 of every other file
+                           backbones, thresholds, training summary, metrics, library
+                           versions, and the SHA-256 of every other file; built by
+                           :func:`build_metadata`, checked against ``bundle.schema.json``
     backbones/<name>/fold<k>.safetensors (+ .json)   cross-fitted backbone weights
     stacker.joblib         the fitted stacker (and baselines)
     evaluation/            metrics, figures and tables of the run that made it
 
 Loading checks every listed hash before anything is unpickled and refuses a
-mismatch, a missing or an unlisted file, or a newer format version. Writing goes
+mismatch, a missing or an unlisted file, metadata that breaks the schema, or a
+newer format version; it warns when a library that pickled part of the bundle is
+installed in another major.minor version. Writing goes
 to a temporary folder that is renamed into place; an existing bundle is never
 replaced unless ``force=True``.
 """
 
+from multibone.bundle.metadata import (
+    BundleVersionWarning,
+    build_metadata,
+    headline_metrics,
+    library_versions,
+    validate_metadata,
+)
 from multibone.bundle.store import (
     BUNDLE_FORMAT_VERSION,
     Bundle,
@@ -27,6 +37,11 @@ from multibone.bundle.store import (
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "Bundle",
+    "BundleVersionWarning",
+    "build_metadata",
+    "headline_metrics",
+    "library_versions",
+    "validate_metadata",
     "load_bundle",
     "save_bundle",
     "sha256_file",

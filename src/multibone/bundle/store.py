@@ -15,9 +15,11 @@ import joblib
 
 from multibone import __version__
 from multibone._atomic import atomic_dir
+from multibone.bundle.metadata import validate_metadata, warn_on_version_mismatch
 from multibone.errors import BundleError
 
-BUNDLE_FORMAT_VERSION = 1
+#: 2: bundle.json checked against bundle.schema.json and records library versions.
+BUNDLE_FORMAT_VERSION = 2
 MANIFEST = "bundle.json"
 
 
@@ -42,8 +44,9 @@ def save_bundle(
     Parameters
     ----------
     target : folder to create; refused if it exists unless ``force``.
-    meta : JSON-able description (task, classes, features, thresholds, ...).
-        ``format_version``, ``multibone_version`` and ``files`` are added here.
+    meta : the description made by :func:`~multibone.bundle.build_metadata`.
+        ``format_version``, ``multibone_version`` and ``files`` are added here, and
+        the whole is checked against ``bundle.schema.json`` before it is written.
     objects : relative path -> Python object, written with joblib (e.g. ``stacker.joblib``).
     files : relative path in the bundle -> existing file or folder to copy in.
     """
@@ -72,7 +75,10 @@ def save_bundle(
         full["format_version"] = BUNDLE_FORMAT_VERSION
         full["multibone_version"] = __version__
         full["files"] = hashes
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False, default=_json_default))
+        text = json.dumps(full, indent=2, sort_keys=False, default=_json_default)
+        # checked as JSON types (numpy scalars become numbers), exactly as a loader sees it
+        validate_metadata(json.loads(text), where=f"{target / MANIFEST}")
+        (tmp / MANIFEST).write_text(text)
     return target
 
 
@@ -115,6 +121,7 @@ def verify_bundle(path: str | Path) -> dict:
             f"{manifest}: format version {version} is newer than this multibone understands "
             f"({BUNDLE_FORMAT_VERSION}); upgrade multibone to load it"
         )
+    validate_metadata(meta, where=str(manifest))
     files = meta.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{manifest}: lists no files; the bundle is damaged")
@@ -190,7 +197,12 @@ class Bundle:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Verify every file's hash, then return a :class:`Bundle` (nothing unpickled yet)."""
+    """Verify every file's hash, then return a :class:`Bundle` (nothing unpickled yet).
+
+    Warns (:class:`~multibone.bundle.BundleVersionWarning`) for each library that
+    pickled part of the bundle under another major.minor version than the one installed.
+    """
     root = Path(path)
     meta = verify_bundle(root)
+    warn_on_version_mismatch(meta, where=str(root))
     return Bundle(path=root.resolve(), meta=meta, hash=sha256_file(root / MANIFEST))

@@ -10,8 +10,9 @@ Stacking step only::
     multibone stack --scores RUN/imaging/patient_scores.csv --manifest M \\
         [--config C] --out RUN/stacking [--family rf] [--force]
 
-Without ``--scores`` the stacker is clinical-only (a cohort with tables only):
-splits come from the manifest's ``split`` column (empty = dev).
+Without ``--scores`` the stacker is clinical-only (a cohort with tables only),
+on the same splits and folds as every other entry point
+(:func:`multibone.pipeline.make_splits`).
 """
 
 from __future__ import annotations
@@ -51,15 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder")
 
 
-def _read_scores(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{path}: scores file not found (run multibone train-images first)")
-    try:
-        return pd.read_csv(path, dtype={"patient_id": str, "split": str}, keep_default_na=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc})") from exc
-
-
 def format_comparison(comparison: pd.DataFrame, chosen: str) -> str:
     """The comparison table as aligned text, best cross-validated AUC first."""
     rows = comparison.sort_values("cv_auc", ascending=False)
@@ -79,42 +71,30 @@ def format_comparison(comparison: pd.DataFrame, chosen: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from multibone.cohort import load_cohort
+    from multibone.pipeline import stack_run, stack_step
     from multibone.runconfig import load_run_config
-    from multibone.stacking.features import build_stacking_table
-    from multibone.stacking.run import run_stacking
 
     if (args.run is None) == (args.out is None):
         raise InputError("give either --run RUN (whole run) or --out DIR (stacking step only)")
-    if args.run is not None:
-        return _run_whole(args)
     config = load_run_config(args.config)
-    cohort = load_cohort(
-        args.manifest, positive_class=config.positive_class, check_images=False, progress=False
-    )
-    patients = cohort.patients
-    if args.scores is not None:
-        scores = _read_scores(args.scores)
-        source = str(args.scores)
-    else:
-        split = patients["split"].fillna("").astype(str).replace("", "dev")
-        scores = pd.DataFrame(
-            {
-                "patient_id": patients["patient_id"],
-                "split": split,
-                "fold": -1,
-                "label": patients["label"],
-            }
+    if args.run is not None:
+        if args.family:
+            config.stacking.family = args.family
+        run_dir = stack_run(
+            args.run,
+            args.manifest,
+            config,
+            force=args.force,
+            progress=sys.stderr.isatty(),
+            n_boot=args.bootstrap,
         )
-        source = "manifest (no scores: clinical-only)"
-    X, meta = build_stacking_table(
-        scores, patients, clinical=config.stacking.clinical, source=source
-    )
-    summary = run_stacking(
-        X,
-        meta,
-        config.stacking,
+        print((run_dir / "summary.md").read_text(encoding="utf-8"))
+        return 0
+    summary = stack_step(
+        args.manifest,
+        config,
         args.out,
+        scores=args.scores,
         family=args.family,
         force=args.force,
         progress=sys.stderr.isatty(),
@@ -131,30 +111,4 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     print(f"wrote {args.out} (stacker.joblib, baselines.joblib, predictions.csv, thresholds.json)")
-    return 0
-
-
-def _run_whole(args: argparse.Namespace) -> int:
-    """Stages after imaging, through the bundle (:func:`multibone.pipeline.finish_run`)."""
-    from multibone.cohort import assign_splits, load_cohort
-    from multibone.pipeline import finish_run
-    from multibone.runconfig import load_run_config, save_run_config
-
-    config = load_run_config(args.config)
-    if args.family:
-        config.stacking.family = args.family
-    run = args.run
-    scores_path = run / "imaging" / "patient_scores.csv"
-    cohort = load_cohort(args.manifest, positive_class=config.positive_class, progress=False)
-    if scores_path.is_file():
-        # the splits the backbones were cross-fitted on: never re-drawn here
-        splits = _read_scores(scores_path)[["patient_id", "split", "fold"]]
-    else:
-        splits = assign_splits(cohort.patients, config.splits)
-    run.mkdir(parents=True, exist_ok=True)
-    splits.to_csv(run / "splits.csv", index=False)
-    save_run_config(config, run / "config.yaml")
-    finish_run(run, cohort, splits, config, force=args.force, progress=sys.stderr.isatty(),
-               n_boot=args.bootstrap)
-    print((run / "summary.md").read_text(encoding="utf-8"))
     return 0

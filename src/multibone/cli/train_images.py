@@ -41,9 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from multibone.cohort import assign_splits, load_cohort
-    from multibone.imaging import train_images
     from multibone.imaging.registry import get_spec
+    from multibone.pipeline import train_imaging
     from multibone.runconfig import load_run_config
 
     cfg = load_run_config(args.config)
@@ -59,14 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         changes["device"] = args.device
     if changes:
-        imaging = dataclasses.replace(imaging, **changes)
-    cohort = load_cohort(args.manifest, positive_class=cfg.positive_class)
-    splits = assign_splits(cohort.patients, cfg.splits)
-    summary = train_images(
-        cohort,
-        splits,
-        imaging,
+        cfg = dataclasses.replace(cfg, imaging=dataclasses.replace(imaging, **changes))
+    summary = train_imaging(
+        args.manifest,
         args.out,
+        cfg,
         resume=args.resume,
         force=args.force,
         progress=not args.no_progress,
