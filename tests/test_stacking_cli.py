@@ -128,3 +128,15 @@ def test_unknown_family_in_config(cohort, tmp_path, capsys):
     assert "valid families are rf, adaboost, gbdt, lightgbm, dt, lr, xgboost, knn" in (
         capsys.readouterr().err
     )
+
+
+def test_scores_cross_fitted_on_other_folds_are_refused(cohort, tmp_path, capsys):
+    scores = pd.read_csv(cohort["dir"] / "patient_scores.csv", dtype={"patient_id": str})
+    dev = scores["split"] == "dev"
+    scores.loc[dev, "fold"] = (scores.loc[dev, "fold"] + 1) % 5  # not the config's folds
+    scores.to_csv(tmp_path / "other_folds.csv", index=False)
+    argv = ["stack", "--manifest", str(cohort["manifest"]), "--config", str(cohort["config"])]
+    code = main([*argv, "--scores", str(tmp_path / "other_folds.csv"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "cross-fitted on other splits" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
