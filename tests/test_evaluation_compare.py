@@ -11,9 +11,10 @@ import pytest
 from scipy.special import expit, logit
 
 from multibone.cli import main
+from multibone.disclaimer import DISCLAIMER
 from multibone.errors import InputError
 from multibone.evaluation import delong_paired
-from multibone.evaluation.compare import read_score_file
+from multibone.evaluation.compare import compare_predictions, read_score_file
 
 
 def _pair(n: int = 120, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -58,7 +59,7 @@ def test_compare_end_to_end(tmp_path):
         table["metric"]
     )
     html = (out / "compare.html").read_text()
-    assert "Decision support, not a diagnosis" in html
+    assert html.count(DISCLAIMER) == 1 and html.count("not a diagnosis") == 1
     assert "chosen <b>per model on the same data" in html
     assert "data:image/png;base64," in html
     for f in ("roc", "pr", "calibration", "dca", "thresholds", "confusion"):
@@ -164,3 +165,17 @@ def test_bad_names(tmp_path):
         )
         == 2
     )
+
+
+def test_compare_escapes_model_names(tmp_path):
+    fa, fb = _pair(60)
+    fa.to_csv(tmp_path / "a.csv", index=False)
+    fb.to_csv(tmp_path / "b.csv", index=False)
+    evil = "<script>alert(1)</script>"
+    compare_predictions(
+        tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "out", names=(evil, "B&C"), n_boot=0
+    )
+    html = (tmp_path / "out" / "compare.html").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "B&amp;C" in html
+    assert html.count(DISCLAIMER) == 1

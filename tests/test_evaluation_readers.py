@@ -11,6 +11,7 @@ import pytest
 from test_evaluation_report import make_predictions, write_run
 
 from multibone.cli import main
+from multibone.disclaimer import DISCLAIMER
 from multibone.evaluation import cohen_kappa
 
 
@@ -82,7 +83,8 @@ def test_readers_end_to_end(run, tmp_path):
     assert all(0 < t["p_kappa_permutation"] <= 1 for t in res["model_vs_reader"])
     assert "Youden threshold" in res["notes"][0]
     html = (out / "readers.html").read_text()
-    assert "Decision support, not a diagnosis" in html and "Cochran" in html
+    assert "Cochran" in html
+    assert html.count(DISCLAIMER) == 1 and html.count("not a diagnosis") == 1
     for f in ("performance", "model_vs_readers", "pairwise_kappa", "fleiss_kappa"):
         assert (out / "tables" / f"{f}.csv").is_file()
 
@@ -151,3 +153,18 @@ def test_bad_input(run, tmp_path, capsys, name, mutate, extra, match):
     err = capsys.readouterr().err
     assert re.search(match, err, flags=re.S), err
     assert not (run_dir / "readers").exists()
+
+
+def test_readers_escapes_reader_names(run, tmp_path):
+    run_dir, df = run
+    evil = "<script>alert(1)</script>"
+    reads = _reads(df)
+    reads["reader"] = reads["reader"].replace({"R1": evil})
+    reads.to_csv(tmp_path / "reads.csv", index=False)
+    out = tmp_path / "out"
+    args = ["readers", str(run_dir), "--readers", str(tmp_path / "reads.csv"), "--out", str(out)]
+    assert main([*args, "--permutations", "50", "--bootstrap", "20"]) == 0
+    html = (out / "readers.html").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count(DISCLAIMER) == 1

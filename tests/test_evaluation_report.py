@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from multibone.cli import main
+from multibone.disclaimer import DISCLAIMER, SYNTHETIC_WARNING
 from multibone.errors import InputError
 from multibone.evaluation.report import evaluate_run
 
@@ -113,8 +114,8 @@ def test_evaluate_end_to_end(tmp_path):
     vs = metrics["sets"]["test"]["models"]["e3"]["vs_reference"]
     assert 0 <= vs["delong"]["p"] <= 1 and "youden" in vs["mcnemar"]
     html = (out / "report.html").read_text()
-    assert "Decision support, not a diagnosis" in html
-    assert "synthetic" in html and "data:image/png;base64," in html
+    assert html.count(DISCLAIMER) == 1 and html.count("not a diagnosis") == 1
+    assert html.count(SYNTHETIC_WARNING) == 1 and "data:image/png;base64," in html
     assert "crp_missing alone separates the classes" in html
     assert "Stacker families compared" in html and "lesion box" in html
     assert "Imaging backbones" in html
@@ -216,3 +217,15 @@ def test_refuses_foreign_output_folder(tmp_path):
 def test_missing_run(tmp_path):
     with pytest.raises(InputError, match="predictions.csv"):
         evaluate_run(tmp_path, n_boot=0, progress=False)
+
+
+def test_report_escapes_names_and_warns_only_on_synthetic_data(tmp_path):
+    """A model named like markup is shown as text; a real cohort gets no synthetic warning."""
+    evil = "<script>alert(1)</script>"
+    df = make_predictions(n_dev=60, n_test=30, n_ext={}).rename(columns={"p_e3": f"p_{evil}"})
+    run = write_run(tmp_path / "run", df, synthetic=False)
+    evaluate_run(run, n_boot=0, progress=False, figures=False)
+    html = (run / "evaluation" / "report.html").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count(DISCLAIMER) == 1 and SYNTHETIC_WARNING not in html

@@ -8,8 +8,6 @@ such as ``"image 1"``.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import math
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multibone.disclaimer import DISCLAIMER  # re-exported: the dashboard reads case.DISCLAIMER
 from multibone.errors import InputError
 
 #: Operating points in the order a clinician picks them, with plain names.
@@ -31,10 +30,6 @@ OPERATING_POINTS = {
     "youden": "balanced (Youden)",
     "spec90": "high specificity (>= 0.90 on development data)",
 }
-DISCLAIMER = (
-    "Decision support, not a diagnosis: the probability comes from the cohort the "
-    "model bundle was trained on and must be weighed with the whole clinical picture."
-)
 
 
 @dataclass
@@ -392,74 +387,60 @@ def _case_cams(rt: _Runtime, case: Case, methods, fast: bool) -> list[CamView]:
 # --------------------------------------------------------------------------- report
 
 
-def _img_tag(png: bytes, alt: str, width: int = 360) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" width="{width}" src="data:image/png;base64,{data}">'
-
-
 def case_report_html(case: Case, result: CaseResult, explanation: CaseExplanation | None = None) -> str:
-    """A self-contained HTML case report: inputs, outputs and figures.
+    """A self-contained HTML case report (``templates/case_report.html``): inputs, outputs, figures.
 
     Holds no DICOM header field: images are labelled by position and drawn
     from pixels only.
     """
+    from multibone._html import png_data_uri, render
     from multibone.io import to_uint8
 
-    e = html.escape
-    pos, neg = result.positive_class, result.negative_class
-    rows_in = "".join(
-        f"<tr><th>{e(k)}</th><td>{e('' if v is None else str(v))}</td></tr>"
-        for k, v in case.fields().items()
-    )
-    rows_dec = "".join(
-        f"<tr><td>{e(d['meaning'])}</td><td>{d['threshold']:.3f}</td><td><b>{e(d['call'])}</b></td>"
-        f"<td>{d['sensitivity']:.2f}</td><td>{d['specificity']:.2f}</td></tr>"
-        for d in result.decisions.values()
-    )
-    rows_bb = "".join(
-        f"<tr><td>{e(b)}</td><td>{s:.3f}</td></tr>" for b, s in result.backbone_scores.items()
-    )
-    imgs = "".join(
-        "<figure>" + _img_tag(_png_bytes(np.repeat(to_uint8(im.pixels)[..., None], 3, axis=2)),
-                              im.label, 240)
-        + f"<figcaption>{e(im.label)}; lesion box {e(str(im.roi) if im.roi else 'whole image')}"
-        "</figcaption></figure>"
+    images = [
+        {
+            "uri": png_data_uri(_png_bytes(np.repeat(to_uint8(im.pixels)[..., None], 3, axis=2))),
+            "label": im.label,
+            "box": str(im.roi) if im.roi else "whole image",
+        }
         for im in case.images
-    )
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>multibone case report</title>",
-        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:left}figure{display:inline-block;margin:4px}.warn{background:#fff3cd;"
-        "padding:8px;border:1px solid #e0c36c}</style></head><body>",
-        "<h1>multibone case report</h1>",
-        f"<p class='warn'>{e(DISCLAIMER)}</p>",
-        "<h2>Inputs</h2><table>" + rows_in + "</table>",
-        "<div>" + imgs + "</div>",
-        "<h2>Result</h2>",
-        f"<p>Calibrated probability of <b>{e(pos)}</b> (vs {e(neg)}): "
-        f"<b>{result.probability:.1%}</b></p>",
-        "<table><tr><th>operating point</th><th>threshold</th><th>call</th>"
-        "<th>sensitivity (dev)</th><th>specificity (dev)</th></tr>" + rows_dec + "</table>",
     ]
-    if rows_bb:
-        parts.append("<h3>Backbone scores (patient level)</h3><table><tr><th>backbone</th>"
-                     f"<th>P({e(pos)})</th></tr>" + rows_bb + "</table>")
+    expl = None
     if explanation is not None:
-        parts.append("<h2>Why</h2><ul>" + "".join(f"<li>{e(s)}</li>" for s in explanation.sentences)
-                     + "</ul>")
-        parts.append(f"<p><small>SHAP: {e(explanation.explainer)}; contributions explain the "
-                     "uncalibrated stacker, the probability above is calibrated.</small></p>")
-        parts.append(_img_tag(explanation.waterfall_png, "SHAP waterfall", 640))
-        if explanation.cams:
-            parts.append("<h3>Where the backbones looked (class activation maps)</h3><div>")
-            for v in explanation.cams:
-                cap = f"{case.images[v.image_index].label}: {v.backbone}, {v.method}"
-                parts.append("<figure>" + _img_tag(v.overlay_png, cap, 240)
-                             + f"<figcaption>{e(cap)}</figcaption></figure>")
-            parts.append("</div>")
-    parts.append(f"<p><small>{e(result.bundle_version)}</small></p></body></html>")
-    return "".join(parts)
+        expl = {
+            "sentences": explanation.sentences,
+            "explainer": explanation.explainer,
+            "waterfall": png_data_uri(explanation.waterfall_png),
+            "cams": [
+                {
+                    "uri": png_data_uri(v.overlay_png),
+                    "caption": f"{case.images[v.image_index].label}: {v.backbone}, {v.method}",
+                }
+                for v in explanation.cams
+            ],
+        }
+    return render(
+        "case_report.html",
+        title="multibone case report",
+        heading="multibone case report",
+        inputs=[(k, "" if v is None else str(v)) for k, v in case.fields().items()],
+        images=images,
+        positive_class=result.positive_class,
+        negative_class=result.negative_class,
+        probability=f"{result.probability:.1%}",
+        decisions=[
+            {
+                "meaning": d["meaning"],
+                "threshold": f"{d['threshold']:.3f}",
+                "call": d["call"],
+                "sensitivity": f"{d['sensitivity']:.2f}",
+                "specificity": f"{d['specificity']:.2f}",
+            }
+            for d in result.decisions.values()
+        ],
+        backbone_scores=[(b, f"{s:.3f}") for b, s in result.backbone_scores.items()],
+        explanation=expl,
+        bundle_version=result.bundle_version,
+    )
 
 
 def result_json(result: CaseResult) -> str:

@@ -1,8 +1,7 @@
-"""Writing helpers shared by evaluate, compare and readers: JSON, HTML, output folders."""
+"""Writing helpers shared by evaluate, compare and readers: JSON, table data, output folders."""
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Iterable
@@ -12,22 +11,6 @@ import numpy as np
 import pandas as pd
 
 from multibone.errors import InputError
-
-DISCLAIMER = "Decision support, not a diagnosis."
-
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
-color:#222;line-height:1.45;padding:0 16px}
-h1{font-size:1.6em;margin-bottom:0.2em} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2em}
-h3{margin-top:1.4em} .disclaimer{background:#fff3cd;border:1px solid #e0c66b;padding:8px 12px;
-font-weight:bold;display:inline-block} .synthetic{background:#e8f0fe;border:1px solid #9bb8f0;
-padding:8px 12px;margin-top:8px} .warn{background:#fdecea;border:1px solid #f5c2c0;padding:8px 12px}
-table.tbl{border-collapse:collapse;font-size:0.82em;margin:8px 0 16px 0}
-table.tbl th,table.tbl td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-table.tbl th{background:#f3f3f3} table.tbl td:first-child,table.tbl th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee;margin:6px 0} .note{color:#555;font-size:0.9em}
-.figs{display:flex;flex-wrap:wrap;gap:12px} .figs img{max-width:560px}
-"""
 
 
 def jsonable(obj: object) -> object:
@@ -77,37 +60,34 @@ def fmt_p(p: object) -> str:
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
-def df_html(df: pd.DataFrame, *, digits: int = 3, p_columns: Iterable[str] = ()) -> str:
-    """A DataFrame as an HTML table (escaped), floats rounded, p-values formatted."""
+def table(df: pd.DataFrame | None, *, digits: int = 3, p_columns: Iterable[str] = ()) -> dict:
+    """A DataFrame as plain data for the ``table`` macro of the templates.
+
+    Returns ``{"columns": [str], "rows": [[str]]}``: floats rounded to ``digits``
+    decimals, p-values in ``p_columns`` formatted by :func:`fmt_p`, missing
+    values as "–"; no rows when ``df`` is None or empty. The template escapes.
+    """
     if df is None or df.empty:
-        return '<p class="note">(no rows)</p>'
+        return {"columns": [], "rows": []}
     d = df.copy()
     for c in p_columns:
         if c in d.columns:
             d[c] = d[c].map(fmt_p)
-    return d.to_html(
-        index=False,
-        border=0,
-        classes="tbl",
-        na_rep="–",
-        escape=True,
-        float_format=lambda v: f"{v:.{digits}f}",
-    )
+    rows = [[_cell(v, digits) for v in row] for row in d.itertuples(index=False, name=None)]
+    return {"columns": [str(c) for c in d.columns], "rows": rows}
 
 
-def esc(text: object) -> str:
-    return html.escape(str(text))
-
-
-def html_page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
-    )
-
-
-def img_tag(data_uri: str, alt: str) -> str:
-    return f'<img src="{data_uri}" alt="{esc(alt)}">'
+def _cell(v: object, digits: int) -> str:
+    """One table cell as pandas' ``to_html(float_format=..., na_rep="–")`` wrote it."""
+    if v is None or (isinstance(v, float | np.floating) and math.isnan(v)) or v is pd.NA:
+        return "–"
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.{digits}f}"
+    if isinstance(v, np.integer):
+        return str(int(v))
+    return str(v)
 
 
 def safe_name(text: str) -> str:

@@ -31,19 +31,12 @@ import pandas as pd
 
 from multibone import __version__
 from multibone._atomic import atomic_dir
+from multibone._html import render
+from multibone.disclaimer import DISCLAIMER
 from multibone.errors import InputError
 from multibone.evaluation import plots
 from multibone.evaluation._checks import SingleClassError, short_list
-from multibone.evaluation._output import (
-    DISCLAIMER,
-    df_html,
-    esc,
-    html_page,
-    img_tag,
-    jsonable,
-    prepare_out_dir,
-    write_json,
-)
+from multibone.evaluation._output import jsonable, prepare_out_dir, table, write_json
 from multibone.evaluation.agreement import mcnemar_sens_spec
 from multibone.evaluation.bootstrap import Bootstrap, percentile_ci
 from multibone.evaluation.calibration import calibration, calibration_table
@@ -468,37 +461,7 @@ def _figures(
 
 
 def _html(res: dict, long: pd.DataFrame, figs: dict, names: tuple[str, str]) -> str:
-    fig = {k: img_tag(plots.png_base64(v), k) for k, v in figs.items()}
-    dl = res["auc_difference"]["delong"]
-    head = (
-        f"<h1>multibone compare: {esc(names[0])} vs {esc(names[1])}</h1>"
-        f'<p class="disclaimer">{DISCLAIMER}</p>'
-        f"<p>Files: {esc(res['files'][0])} ({esc(names[0])}) and {esc(res['files'][1])} "
-        f"({esc(names[1])}); n = {res['n']} patients ({res['n_pos']} positive, "
-        f"{res['n_neg']} negative)"
-        + (
-            "; scores given as logits and turned into probabilities by the sigmoid"
-            if res["logits"]
-            else ""
-        )
-        + ".</p>"
-    )
-    summary = (
-        f"<p>AUC {esc(names[0])} {dl['auc_a']:.3f} vs {esc(names[1])} {dl['auc_b']:.3f}: "
-        f"difference {dl['diff']:+.4f}, paired DeLong z = {dl['z']:.2f}, "
-        f"p = {dl['p']:.3g}.</p>"
-    )
-    methods = (
-        '<p class="note">Operating points (Youden; sensitivity &ge; 0.90 maximising '
-        "specificity; specificity &ge; 0.90 maximising sensitivity; max-F1) are chosen "
-        "<b>per model on the same data being compared</b>, as in Hasei et al. 2025; "
-        "there is no separate development set, so the point estimates are optimistic "
-        "for both models alike. McNemar tests (continuity corrected) compare the "
-        "sensitivities on the positives and the specificities on the negatives. "
-        f"Difference CIs: paired stratified percentile bootstrap ({res['n_boot']} "
-        "resamples) at fixed thresholds; AUC: DeLong CIs; proportions: Wilson CIs. "
-        "No correction for multiple comparisons.</p>"
-    )
+    """``compare.html`` from ``templates/compare.html``; figures inlined as data URIs."""
     ops_rows = []
     for n in names:
         for op, v in res["models"][n]["operating_points"].items():
@@ -520,19 +483,20 @@ def _html(res: dict, long: pd.DataFrame, figs: dict, names: tuple[str, str]) -> 
                     "LR-": v["lr_neg"],
                 }
             )
-    body = [
-        head,
-        summary,
-        methods,
-        "<h2>Head to head</h2>",
-        df_html(long, digits=4, p_columns=["p"]),
-        '<div class="figs">' + fig["roc"] + fig["pr"] + "</div>",
-        "<h2>Operating points</h2>",
-        df_html(pd.DataFrame(ops_rows), digits=4),
-        '<div class="figs">' + fig["thresholds"] + "</div>",
-        fig["confusion"],
-        "<h2>Calibration and clinical utility</h2>",
-        '<div class="figs">' + fig["calibration"] + fig["dca"] + "</div>",
-        f'<hr><p class="note">{esc(res["generated_by"])}. {DISCLAIMER}</p>',
-    ]
-    return html_page(f"multibone compare: {names[0]} vs {names[1]}", "\n".join(body))
+    return render(
+        "compare.html",
+        title=f"multibone compare: {names[0]} vs {names[1]}",
+        heading=f"multibone compare: {names[0]} vs {names[1]}",
+        files=res["files"],
+        names=list(names),
+        n=res["n"],
+        n_pos=res["n_pos"],
+        n_neg=res["n_neg"],
+        logits=res["logits"],
+        n_boot=res["n_boot"],
+        delong=res["auc_difference"]["delong"],
+        head_to_head=table(long, digits=4, p_columns=["p"]),
+        operating_points=table(pd.DataFrame(ops_rows), digits=4),
+        fig={k: plots.png_base64(v) for k, v in figs.items()},
+        generated_by=res["generated_by"],
+    )

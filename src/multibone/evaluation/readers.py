@@ -33,19 +33,12 @@ import pandas as pd
 
 from multibone import __version__
 from multibone._atomic import atomic_dir
+from multibone._html import render
+from multibone.disclaimer import DISCLAIMER
 from multibone.errors import InputError
 from multibone.evaluation import plots
 from multibone.evaluation._checks import short_list
-from multibone.evaluation._output import (
-    DISCLAIMER,
-    df_html,
-    esc,
-    html_page,
-    img_tag,
-    jsonable,
-    prepare_out_dir,
-    write_json,
-)
+from multibone.evaluation._output import jsonable, prepare_out_dir, table, write_json
 from multibone.evaluation.agreement import (
     cochran_q,
     cohen_kappa,
@@ -381,23 +374,7 @@ def _html(
     fleiss: pd.DataFrame,
     fig: Path | None,
 ) -> str:
-    parts = [
-        f"<h1>multibone readers: {esc(res['model'])} against {len(res['readers'])} reader(s)</h1>",
-        f'<p class="disclaimer">{DISCLAIMER}</p>',
-        f"<p>{res['n_patients']} patients ({res['n_pos']} positive, {res['n_neg']} "
-        f"negative); readers: {esc(', '.join(res['readers']))}.</p>",
-    ]
-    for n in res["notes"]:
-        parts.append(f'<p class="note">{esc(n)}</p>')
-    parts.append(
-        '<p class="note">Proportions with Wilson 95% CIs; Cohen kappa with its '
-        "asymptotic SE (95% Wald CI); model-reader kappa differences by paired "
-        f"permutation test ({res['n_permutations']} permutations) and accuracy by "
-        "McNemar (continuity corrected), each on the patients that reader read; "
-        f"Fleiss kappa with a percentile bootstrap CI over patients ({res['n_boot']} "
-        "resamples); Cochran's Q of correctness on the patients read by every reader. "
-        "No correction for multiple comparisons.</p>"
-    )
+    """``readers.html`` from ``templates/readers.html``; the figure inlined as a data URI."""
     cols = [
         c
         for c in [
@@ -423,28 +400,25 @@ def _html(
         ]
         if c in perf.columns
     ]
-    parts += ["<h2>Performance against the truth</h2>", df_html(perf[cols])]
-    if fig is not None:
-        parts.append(img_tag(plots.png_base64(fig), "ROC with readers"))
-    parts += [
-        "<h2>Model against each reader</h2>",
-        df_html(tests, p_columns=["p_kappa_permutation", "p_mcnemar_accuracy"]),
-    ]
-    cq = res["cochran_q"]
-    if cq:
-        parts.append(
-            f"<h2>Cochran's Q (correct / incorrect)</h2><p>Q = {cq['statistic']:.3f}, "
-            f"df = {cq['df']}, p = {cq['p']:.3g}, on {cq['n_patients']} patients read "
-            f"by all of: {esc(', '.join(cq['raters']))}.</p>"
-        )
-    parts += [
-        "<h2>Agreement between raters (Cohen kappa)</h2>",
-        df_html(pairs),
-        "<h2>Fleiss kappa</h2>",
-        df_html(fleiss),
-        f'<hr><p class="note">{esc(res["generated_by"])}. {DISCLAIMER}</p>',
-    ]
-    return html_page("multibone readers", "\n".join(parts))
+    return render(
+        "readers.html",
+        title="multibone readers",
+        heading=f"multibone readers: {res['model']} against {len(res['readers'])} reader(s)",
+        n_patients=res["n_patients"],
+        n_pos=res["n_pos"],
+        n_neg=res["n_neg"],
+        readers=res["readers"],
+        notes=res["notes"],
+        n_permutations=res["n_permutations"],
+        n_boot=res["n_boot"],
+        performance=table(perf[cols]),
+        roc_figure=plots.png_base64(fig) if fig is not None else None,
+        model_vs_reader=table(tests, p_columns=["p_kappa_permutation", "p_mcnemar_accuracy"]),
+        cochran_q=res["cochran_q"],
+        pairwise_kappa=table(pairs),
+        fleiss_kappa=table(fleiss),
+        generated_by=res["generated_by"],
+    )
 
 
 def run_readers(

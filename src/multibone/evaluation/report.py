@@ -32,18 +32,16 @@ import pandas as pd
 
 from multibone import __version__
 from multibone._atomic import atomic_dir
+from multibone._html import render
+from multibone.disclaimer import DISCLAIMER
 from multibone.errors import InputError
 from multibone.evaluation import plots
 from multibone.evaluation._checks import SingleClassError, short_list
 from multibone.evaluation._output import (
-    DISCLAIMER,
-    df_html,
-    esc,
-    html_page,
-    img_tag,
     jsonable,
     prepare_out_dir,
     safe_name,
+    table,
     write_json,
 )
 from multibone.evaluation.agreement import mcnemar_sens_spec
@@ -822,22 +820,28 @@ def _write_figures(
     return out
 
 
-def _methods_html(metrics: dict) -> str:
-    nb = metrics["n_boot"]
-    return f"""
-<p class="note">AUC: Mann-Whitney with DeLong variance and a 95% normal CI clipped to [0, 1]
-(fast DeLong, Sun &amp; Xu 2014); paired DeLong test of each model against the stacker.
-Proportions (accuracy, sensitivity, specificity, PPV, NPV): Wilson 95% CIs; LR+/LR-:
-log-method CIs. "boot" columns: stratified percentile bootstrap, {nb} resamples (seed
-{metrics["seed"]}); ROC bands: pointwise bootstrap percentiles. Operating points (Youden,
-sensitivity &ge; 0.90, specificity &ge; 0.90, max-F1) were fixed on the development
-(out-of-fold) predictions and applied unchanged to every other set; a case is called
-positive ({esc(metrics["positive_class"])}) when p &ge; threshold. McNemar tests (continuity
-corrected) compare each model with the stacker at the same named operating point:
-sensitivity on positives, specificity on negatives. Calibration intercept: logistic model
-with logit(p) as offset; slope: logistic recalibration; Brier score; O/E = observed /
-expected events. Decision curves count p &ge; threshold as treat. No correction for
-multiple comparisons.</p>"""
+_EXTRA_TITLES = {
+    "family_comparison": "Stacker families compared (inner CV on dev)",
+    "imaging_summary": "Imaging backbones (out-of-fold summary)",
+    "lesion_focus_summary": "Saliency energy inside the lesion box (explain layer)",
+}
+_SUMMARY_COLUMNS = [
+    "set",
+    "model",
+    "n",
+    "n_pos",
+    "n_neg",
+    "auc",
+    "auc_ci_low",
+    "auc_ci_high",
+    "auc_boot_ci_low",
+    "auc_boot_ci_high",
+    "brier",
+    "cal_intercept",
+    "cal_slope",
+    "average_precision",
+    "max_f1",
+]
 
 
 def _render_html(
@@ -849,38 +853,7 @@ def _render_html(
     figs: dict,
     class_names: tuple[str, str],
 ) -> str:
-    parts = [
-        f"<h1>multibone evaluation: {esc(run_dir.name)}</h1>",
-        f'<p class="disclaimer">{DISCLAIMER}</p>',
-    ]
-    if (run_dir / "cohort" / "SYNTHETIC_README.txt").is_file():
-        parts.append(
-            '<p class="synthetic">The cohort of this run is <b>synthetic</b> '
-            "(simulated images and clinical data): the numbers below test the "
-            "software, they say nothing about real patients.</p>"
-        )
-    parts.append(
-        f"<p>Models: {esc(', '.join(metrics['models']))}. Positive class: "
-        f"<b>{esc(metrics['positive_class'])}</b> (label 1); negative: "
-        f"{esc(class_names[0])}. Sets: "
-        + ", ".join(esc(r["label"]) + f" (n={r['n']})" for r in results.values())
-        + ".</p>"
-    )
-    toc = ['<li><a href="#warnings">Warnings</a></li>', '<li><a href="#summary">Summary</a></li>']
-    toc += [f'<li><a href="#set-{k}">{esc(r["label"])}</a></li>' for k, r in results.items()]
-    if extras:
-        toc.append('<li><a href="#extras">Stacking, imaging and explanation summaries</a></li>')
-    parts.append("<h2>Contents</h2><ul>" + "".join(toc) + "</ul>")
-    parts.append('<h2 id="warnings">Warnings</h2>')
-    if metrics["warnings"]:
-        parts.append(
-            '<div class="warn"><ul>'
-            + "".join(f"<li>{esc(w)}</li>" for w in metrics["warnings"])
-            + "</ul></div>"
-        )
-    else:
-        parts.append("<p>None.</p>")
-    parts.append('<h2 id="summary">Summary</h2>' + _methods_html(metrics))
+    """``report.html`` from ``templates/report.html``; figures inlined as data URIs."""
     th = pd.DataFrame(
         [
             {
@@ -891,67 +864,31 @@ def _render_html(
             for m, t in metrics["thresholds"].items()
         ]
     )
-    parts.append("<h3>Thresholds (fixed on dev)</h3>" + df_html(th, digits=4))
-    cols = [
-        "set",
-        "model",
-        "n",
-        "n_pos",
-        "n_neg",
-        "auc",
-        "auc_ci_low",
-        "auc_ci_high",
-        "auc_boot_ci_low",
-        "auc_boot_ci_high",
-        "brier",
-        "cal_intercept",
-        "cal_slope",
-        "average_precision",
-        "max_f1",
-    ]
-    parts.append("<h3>Discrimination and calibration, all sets</h3>" + df_html(summary[cols]))
-    for key, r in results.items():
-        parts.append(_set_html(key, r, figs.get(key, {}), metrics))
-    if extras:
-        parts.append('<h2 id="extras">Stacking, imaging and explanation summaries</h2>')
-        titles = {
-            "family_comparison": "Stacker families compared (inner CV on dev)",
-            "imaging_summary": "Imaging backbones (out-of-fold summary)",
-            "lesion_focus_summary": "Saliency energy inside the lesion box (explain layer)",
-        }
-        for name, frame in extras.items():
-            parts.append(f"<h3>{esc(titles.get(name, name))}</h3>" + df_html(frame))
-    parts.append(
-        f'<hr><p class="note">{esc(metrics["generated_by"])}. Tables: tables/*.csv; '
-        f"figures: figures/*.png; all numbers: metrics.json. {DISCLAIMER}</p>"
+    return render(
+        "report.html",
+        title=f"multibone evaluation: {run_dir.name}",
+        heading=f"multibone evaluation: {run_dir.name}",
+        synthetic=(run_dir / "cohort" / "SYNTHETIC_README.txt").is_file(),
+        models=metrics["models"],
+        positive_class=metrics["positive_class"],
+        negative_class=class_names[0],
+        n_boot=metrics["n_boot"],
+        seed=metrics["seed"],
+        warnings=metrics["warnings"],
+        thresholds=table(th, digits=4),
+        summary=table(summary[_SUMMARY_COLUMNS]),
+        sets=[_set_context(key, r, figs.get(key, {})) for key, r in results.items()],
+        extras=[
+            {"title": _EXTRA_TITLES.get(name, name), "table": table(frame)}
+            for name, frame in extras.items()
+        ],
+        generated_by=metrics["generated_by"],
     )
-    return html_page(f"multibone evaluation: {run_dir.name}", "\n".join(parts))
 
 
-def _fig(figs: dict, name: str, alt: str) -> str:
-    p = figs.get(name)
-    return img_tag(plots.png_base64(p), alt) if p else ""
-
-
-def _set_html(key: str, r: dict, figs: dict, metrics: dict) -> str:
-    lab = r["label"]
-    parts = [
-        f'<h2 id="set-{key}">{esc(lab)}</h2>',
-        f"<p>n = {r['n']} ({r['n_pos']} positive, {r['n_neg']} negative).</p>",
-    ]
-    notes = {m: v["auc"]["note"] for m, v in r["models"].items() if v["auc"]["note"]}
-    if notes:
-        parts.append(
-            '<p class="warn">'
-            + esc(next(iter(notes.values())))
-            + " — AUC, ROC and PR are not reported for this set; the rest is.</p>"
-        )
-    parts.append(
-        '<div class="figs">'
-        + _fig(figs, "roc", f"ROC {lab}")
-        + _fig(figs, "pr", f"PR {lab}")
-        + "</div>"
-    )
+def _set_context(key: str, r: dict, figs: dict) -> dict:
+    """One evaluated set as plain data for the template (tables formatted, figures as URIs)."""
+    notes = [v["auc"]["note"] for v in r["models"].values() if v["auc"]["note"]]
     rows = []
     for model, m in r["models"].items():
         for op, row in m["operating_points"].items():
@@ -974,12 +911,8 @@ def _set_html(key: str, r: dict, figs: dict, metrics: dict) -> str:
                     "LR-": _ci(row, "lr_neg", digits=2),
                 }
             )
-    parts.append(
-        "<h3>Operating points (Wilson 95% CI; F1: bootstrap CI)</h3>"
-        + df_html(pd.DataFrame(rows), digits=4)
-    )
-    parts.append(_fig(figs, "confusion", f"confusion matrices {lab}"))
     vs = pd.DataFrame(_vs_rows(key, r))
+    vs_table = None
     if not vs.empty:
         show = vs[
             [
@@ -996,11 +929,7 @@ def _set_html(key: str, r: dict, figs: dict, metrics: dict) -> str:
             + [c for c in vs.columns if c.startswith("mcnemar_") and not c.endswith("accuracy_p")]
         ]
         show = show.rename(columns=lambda c: c.replace("mcnemar_", "McNemar ").replace("_p", " p"))
-        parts.append(
-            "<h3>Each model against the stacker (paired DeLong; McNemar at each "
-            "operating point)</h3>"
-            + df_html(show, p_columns=[c for c in show.columns if c.endswith(" p")])
-        )
+        vs_table = table(show, p_columns=[c for c in show.columns if c.endswith(" p")])
     cal = pd.DataFrame(
         [
             {
@@ -1022,29 +951,24 @@ def _set_html(key: str, r: dict, figs: dict, metrics: dict) -> str:
             for m, v in r["models"].items()
         ]
     )
-    parts.append(
-        "<h3>Calibration</h3>"
-        + df_html(cal)
-        + '<div class="figs">'
-        + _fig(figs, "calibration", f"calibration {lab}")
-        + _fig(figs, "dca", f"decision curve {lab}")
-        + "</div>"
-    )
-    sg = r["_subgroups"]
-    if not sg.empty:
-        show = sg.copy()
-        parts.append(
-            "<h3>Subgroups (AUC with DeLong CI; accuracy at the Youden threshold, "
-            "Wilson CI; chi-square p for accuracy differing across levels)</h3>"
-            + df_html(show, p_columns=["p_accuracy_differs"])
-        )
-    st = r["_subtypes"]
-    if not st.empty:
-        parts.append(
-            "<h3>Accuracy by subtype at the Youden threshold (as Table 3 of "
-            "Wang et al. 2025)</h3>" + df_html(st)
-        )
-    return "\n".join(parts)
+    sg, st = r["_subgroups"], r["_subtypes"]
+    return {
+        "key": key,
+        "label": r["label"],
+        "n": r["n"],
+        "n_pos": r["n_pos"],
+        "n_neg": r["n_neg"],
+        "auc_note": notes[0] if notes else None,
+        "figs": {
+            name: plots.png_base64(figs[name]) if figs.get(name) else None
+            for name in ("roc", "pr", "confusion", "calibration", "dca")
+        },
+        "operating_points": table(pd.DataFrame(rows), digits=4),
+        "vs_stacker": vs_table,
+        "calibration": table(cal),
+        "subgroups": None if sg.empty else table(sg, p_columns=["p_accuracy_differs"]),
+        "subtypes": None if st.empty else table(st),
+    }
 
 
 def _ci(row: dict, k: str, digits: int = 3, boot: bool = False) -> str:
