@@ -350,12 +350,13 @@ def _headline_metrics(path: Path) -> dict:
 
 def write_summary(run: Path) -> Path:
     """``summary.md``: a short account a person reads first."""
+    from multibone.disclaimer import DISCLAIMER, SYNTHETIC_WARNING
+
     lines = ["# multibone run summary", ""]
     bundle_meta = json.loads((run / "bundle" / "bundle.json").read_text(encoding="utf-8"))
     td = bundle_meta["training_data"]
     if td.get("synthetic"):
-        lines += ["**Synthetic data.** This run was trained and evaluated on a simulated cohort; "
-                  "its numbers say the software works, not how it performs on patients.", ""]
+        lines += [f"**{SYNTHETIC_WARNING}**", ""]
     lines += [
         f"- patients: {td['n_patients']} ({td['n_images']} images), centres: {', '.join(td['centres'])}",
         f"- positive class: {bundle_meta['positive_class']}",
@@ -401,7 +402,7 @@ def write_summary(run: Path) -> Path:
         "- `bundle/`: the model bundle for `multibone predict`, `multibone explain` and the dashboard",
         "- `predictions.csv`: every model's probability per patient (dev rows are out-of-fold)",
         "",
-        "Decision support, not a diagnosis.",
+        DISCLAIMER,
     ]
     out = run / "summary.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
