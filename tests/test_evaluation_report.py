@@ -68,7 +68,7 @@ def write_run(
     run: Path, df: pd.DataFrame, *, thresholds: dict | None = None, synthetic: bool = True
 ) -> Path:
     """Write predictions.csv (+ thresholds.json chosen on dev) into a run folder."""
-    from multibone.evaluation.operating import choose_operating_points
+    from multibone.stats import choose_operating_points
 
     run.mkdir(parents=True, exist_ok=True)
     df.to_csv(run / "predictions.csv", index=False)

@@ -23,13 +23,10 @@ import pandas as pd
 
 from multibone.disclaimer import DISCLAIMER  # re-exported: the dashboard reads case.DISCLAIMER
 from multibone.errors import InputError
+from multibone.stats import PLAIN_LABELS
 
-#: Operating points in the order a clinician picks them, with plain names.
-OPERATING_POINTS = {
-    "sens90": "high sensitivity (>= 0.90 on development data)",
-    "youden": "balanced (Youden)",
-    "spec90": "high specificity (>= 0.90 on development data)",
-}
+#: Operating points in the order a clinician picks them, with plain names (from stats).
+OPERATING_POINTS = PLAIN_LABELS
 
 
 @dataclass

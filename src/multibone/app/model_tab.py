@@ -13,17 +13,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from multibone.stats import PLAIN_LABELS
+
 # Figure groups in the order a reader wants them: (title, file-name prefixes).
 FIGURE_GROUPS = (
     ("ROC curves (with confidence intervals)", ("roc",)),
     ("Calibration", ("calibration", "calib")),
     ("Decision curve (net benefit)", ("dca", "decision")),
 )
-OP_NAMES = {
-    "sens90": "high sensitivity",
-    "youden": "balanced (Youden)",
-    "spec90": "high specificity",
-}
+OP_NAMES = PLAIN_LABELS
 
 
 def _caption(path: Path) -> str:

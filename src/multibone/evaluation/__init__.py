@@ -1,13 +1,10 @@
 """Evaluation layer: statistics, figures and reports.
 
-Statistics come from statsmodels / scikit-learn / scipy wherever they exist;
-only DeLong (``roc``) and the vectorised bootstrap are written here, and both
-are tested against published reference values (see ``tests/test_evaluation_*``).
+Statistics come from statsmodels / scikit-learn / scipy wherever they exist.
+AUC, DeLong, the bootstrap, Wilson intervals and operating points live in the
+statistics core :mod:`multibone.stats` and are re-exported here for convenience.
 
-* :mod:`~multibone.evaluation.roc`: AUC with DeLong CI, paired DeLong test.
-* :mod:`~multibone.evaluation.metrics`: confusion counts, Wilson CIs, LR+/LR-.
-* :mod:`~multibone.evaluation.operating`: Youden / sens90 / spec90 / max-F1 thresholds.
-* :mod:`~multibone.evaluation.bootstrap`: stratified, patient-clustered, vectorised.
+* :mod:`~multibone.evaluation.metrics`: confusion counts, metrics with Wilson CIs, LR+/LR-.
 * :mod:`~multibone.evaluation.agreement`: McNemar, Cochran's Q, Cohen/Fleiss kappa,
   kappa-difference permutation test.
 * :mod:`~multibone.evaluation.calibration`: intercept, slope, Brier, O/E, deciles.
@@ -17,7 +14,6 @@ are tested against published reference values (see ``tests/test_evaluation_*``).
 * :mod:`~multibone.evaluation.readers`: ``run_readers`` (``multibone readers``).
 """
 
-from multibone.evaluation._checks import SingleClassError
 from multibone.evaluation.agreement import (
     CochranQResult,
     KappaDifferenceResult,
@@ -31,39 +27,36 @@ from multibone.evaluation.agreement import (
     mcnemar_sens_spec,
     mcnemar_test,
 )
-from multibone.evaluation.bootstrap import (
-    Bootstrap,
-    BootstrapCI,
-    bootstrap,
-    bootstrap_auc,
-    bootstrap_auc_difference,
-    bootstrap_metrics,
-    percentile_ci,
-)
 from multibone.evaluation.calibration import CalibrationResult, calibration, calibration_table
 from multibone.evaluation.curves import PRResult, net_benefit, pr_curve
 from multibone.evaluation.metrics import (
     BinaryMetrics,
-    Proportion,
+    apply_operating_point,
     binary_metrics,
     confusion_counts,
     likelihood_ratios,
     metrics_from_counts,
-    wilson,
 )
-from multibone.evaluation.operating import (
+from multibone.stats import (
     OPERATING_POINTS,
-    OperatingPoint,
-    apply_operating_point,
-    choose_operating_points,
-)
-from multibone.evaluation.roc import (
     AUCResult,
+    Bootstrap,
+    BootstrapCI,
+    OperatingPoint,
     PairedDeLongResult,
+    Proportion,
+    SingleClassError,
     auc_score,
+    bootstrap,
+    bootstrap_auc,
+    bootstrap_auc_difference,
+    bootstrap_metrics,
+    choose_operating_points,
     delong_auc,
     delong_paired,
+    percentile_ci,
     roc_points,
+    wilson,
 )
 
 # The report modules import matplotlib; load them only when asked for (PEP 562).

@@ -239,7 +239,7 @@ def fleiss_kappa(
     kappa = float(sm_fleiss(table, method="fleiss"))
     if n_boot <= 0:
         return KappaResult(kappa, math.nan, math.nan, math.nan, n, "fleiss")
-    from multibone.evaluation.bootstrap import Bootstrap, percentile_ci
+    from multibone.stats import Bootstrap, percentile_ci
 
     bs = Bootstrap(np.zeros(n), n_boot=n_boot, stratified=False, seed=seed)
     samples = np.concatenate(

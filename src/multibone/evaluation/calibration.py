@@ -34,7 +34,7 @@ from multibone.evaluation._checks import (
     as_scores,
     require_both_classes,
 )
-from multibone.evaluation.metrics import wilson
+from multibone.stats import wilson
 
 _EPS = 1e-12
 

@@ -38,12 +38,19 @@ from multibone.evaluation import plots
 from multibone.evaluation._checks import SingleClassError, short_list
 from multibone.evaluation._output import jsonable, prepare_out_dir, table, write_json
 from multibone.evaluation.agreement import mcnemar_sens_spec
-from multibone.evaluation.bootstrap import Bootstrap, percentile_ci
 from multibone.evaluation.calibration import calibration, calibration_table
 from multibone.evaluation.curves import net_benefit, pr_curve
 from multibone.evaluation.metrics import binary_metrics
-from multibone.evaluation.operating import LABELS, OPERATING_POINTS, choose_operating_points
-from multibone.evaluation.roc import delong_auc, delong_paired, roc_points
+from multibone.stats import (
+    LABELS,
+    OPERATING_POINTS,
+    Bootstrap,
+    choose_operating_points,
+    delong_auc,
+    delong_paired,
+    percentile_ci,
+    roc_points,
+)
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,10 @@ A case is called positive when ``score >= threshold`` (the same rule as
 
 * accuracy ``(TP + TN) / n``, sensitivity ``TP / (TP + FN)``, specificity
   ``TN / (TN + FP)``, PPV ``TP / (TP + FP)``, NPV ``TN / (TN + FN)``: each a
-  binomial proportion with the Wilson score interval (Wilson 1927, JASA
-  22:209-212), computed by ``statsmodels.stats.proportion.proportion_confint
-  (method="wilson")``.
+  binomial proportion with the Wilson score interval of the statistics core
+  (:func:`multibone.stats.wilson`).
 * F1 ``2 TP / (2 TP + FP + FN)``: not a binomial proportion, so no Wilson CI
-  (use :func:`multibone.evaluation.bootstrap.bootstrap_metrics` for one).
+  (use :func:`multibone.stats.bootstrap_metrics` for one).
 * LR+ ``sens / (1 - spec)``, LR- ``(1 - sens) / spec`` with the log-method CI of
   Simel, Samsa & Matchar (1991, J Clin Epidemiol 44:763-770), formula in
   :func:`likelihood_ratios`. Undefined parts are NaN/inf.
@@ -23,35 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from multibone.evaluation._checks import as_labels, as_scores
-
-
-@dataclasses.dataclass(frozen=True)
-class Proportion:
-    """``k / n`` with a Wilson CI; ``value`` is NaN when ``n == 0``."""
-
-    value: float
-    ci_low: float
-    ci_high: float
-    k: int
-    n: int
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def wilson(k: int, n: int, *, level: float = 0.95) -> Proportion:
-    """Wilson score interval of a binomial proportion ``k / n`` (statsmodels).
-
-    ``n == 0`` gives NaN value and bounds (nothing to estimate).
-    """
-    from statsmodels.stats.proportion import proportion_confint
-
-    k, n = int(k), int(n)
-    if n == 0:
-        return Proportion(math.nan, math.nan, math.nan, k, n)
-    lo, hi = proportion_confint(k, n, alpha=1.0 - level, method="wilson")
-    return Proportion(k / n, float(lo), float(hi), k, n)
+from multibone.stats import OperatingPoint, Proportion, as_labels, as_scores, wilson
 
 
 def confusion_counts(y: object, pred: object) -> dict[str, int]:
@@ -181,3 +152,11 @@ def binary_metrics(
     s = as_scores(score, labels.shape[0], "score")
     c = confusion_counts(labels, (s >= threshold).astype(np.int8))
     return metrics_from_counts(c["TP"], c["FP"], c["TN"], c["FN"], threshold=threshold, level=level)
+
+
+def apply_operating_point(
+    y: object, p: object, threshold: float | OperatingPoint, *, level: float = 0.95
+) -> BinaryMetrics:
+    """Metrics of ``p >= threshold`` on another set (threshold fixed, never re-chosen)."""
+    t = threshold.threshold if isinstance(threshold, OperatingPoint) else float(threshold)
+    return binary_metrics(y, p, t, level=level)

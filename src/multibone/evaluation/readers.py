@@ -327,7 +327,7 @@ def _roc_with_readers(
     threshold: float | None,
 ) -> Path | None:
     from multibone.evaluation._checks import SingleClassError
-    from multibone.evaluation.roc import delong_auc, roc_points
+    from multibone.stats import delong_auc, roc_points
 
     try:
         a = delong_auc(y.to_numpy(), score.to_numpy())
@@ -445,8 +445,8 @@ def run_readers(
       the sigmoid when ``logits``). ``out_dir`` is then required.
     """
     from multibone.evaluation.compare import read_score_file
-    from multibone.evaluation.operating import choose_operating_points
     from multibone.evaluation.report import _positive_class, read_predictions, read_thresholds
+    from multibone.stats import choose_operating_points
 
     notes: list[str] = []
     if n_perm < 1:

@@ -45,12 +45,20 @@ from multibone.evaluation._output import (
     write_json,
 )
 from multibone.evaluation.agreement import mcnemar_sens_spec
-from multibone.evaluation.bootstrap import Bootstrap, percentile_ci
 from multibone.evaluation.calibration import calibration, calibration_table
 from multibone.evaluation.curves import net_benefit, pr_curve
 from multibone.evaluation.metrics import binary_metrics
-from multibone.evaluation.operating import LABELS, OPERATING_POINTS, choose_operating_points
-from multibone.evaluation.roc import auc_score, delong_auc, delong_paired, roc_points
+from multibone.stats import (
+    LABELS,
+    OPERATING_POINTS,
+    Bootstrap,
+    auc_score,
+    choose_operating_points,
+    delong_auc,
+    delong_paired,
+    percentile_ci,
+    roc_points,
+)
 
 log = logging.getLogger(__name__)
 

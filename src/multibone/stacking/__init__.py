@@ -8,8 +8,9 @@ Public API::
     Stacker, ScoreBaseline, MissingAtPredictWarning            (model)
     make_group_folds                                           (folds)
     compare_families, fit_stacker, oof_predict, tune_family    (selection)
-    operating_points, apply_threshold                          (thresholds)
     run_stacking                                               (run: the `stack` command)
+
+AUC, bootstrap CIs and operating points come from :mod:`multibone.stats`.
 """
 
 from multibone.stacking.config import CLINICAL_FEATURES, FAMILIES, StackingConfig
@@ -25,28 +26,21 @@ from multibone.stacking.folds import make_group_folds
 from multibone.stacking.model import MissingAtPredictWarning, ScoreBaseline, Stacker
 from multibone.stacking.run import run_stacking
 from multibone.stacking.selection import (
-    auc,
-    bootstrap_auc_ci,
     compare_families,
     fit_stacker,
     oof_predict,
     tune_family,
 )
-from multibone.stacking.thresholds import OPERATING_POINTS, apply_threshold, operating_points
 
 __all__ = [
     "CLINICAL_FEATURES",
     "FAMILIES",
     "FEATURE_LABELS",
-    "OPERATING_POINTS",
     "FamilySpec",
     "MissingAtPredictWarning",
     "ScoreBaseline",
     "Stacker",
     "StackingConfig",
-    "apply_threshold",
-    "auc",
-    "bootstrap_auc_ci",
     "build_stacking_table",
     "clinical_features",
     "compare_families",
@@ -56,7 +50,6 @@ __all__ = [
     "get_family",
     "make_group_folds",
     "oof_predict",
-    "operating_points",
     "run_stacking",
     "tune_family",
 ]

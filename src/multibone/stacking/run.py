@@ -37,7 +37,7 @@ from multibone.stacking.families import get_family
 from multibone.stacking.folds import check_binary_labels
 from multibone.stacking.model import ScoreBaseline
 from multibone.stacking.selection import CI_METHOD, compare_families, fit_stacker, oof_predict
-from multibone.stacking.thresholds import operating_points
+from multibone.stats import DECISION_POINTS, choose_operating_points
 
 
 def _outer_folds(meta: pd.DataFrame) -> np.ndarray | None:
@@ -153,7 +153,8 @@ def run_stacking(
         p = preds.loc[dev, col].to_numpy()
         ok = np.isfinite(p)
         if ok.sum() and len(np.unique(yd[ok])) == 2:
-            points[col.removeprefix("p_")] = operating_points(yd[ok], p[ok])
+            ops = choose_operating_points(yd[ok], p[ok], DECISION_POINTS)
+            points[col.removeprefix("p_")] = {k: op.rates() for k, op in ops.items()}
     thresholds = {m: {k: v["threshold"] for k, v in ops.items()} for m, ops in points.items()}
 
     table = pd.concat(

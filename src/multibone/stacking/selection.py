@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn.model_selection import (
     GridSearchCV,
     ParameterGrid,
@@ -41,6 +40,7 @@ from multibone.stacking.folds import (
     splits_from_fold_ids,
 )
 from multibone.stacking.model import Stacker, _as_frame
+from multibone.stats import auc_score, bootstrap_auc
 
 CI_METHOD = "bootstrap percentile 95% CI (patients resampled within class)"
 
@@ -73,40 +73,6 @@ def _prepare(X: Any, y: Any, groups: Any) -> tuple[pd.DataFrame, np.ndarray, np.
     if groups.shape[0] != y.shape[0]:
         raise InputError(f"groups has {groups.shape[0]} entries for {y.shape[0]} rows of X")
     return frame, y, groups
-
-
-def auc(y: Any, p: Any) -> float:
-    """ROC AUC by the Mann-Whitney statistic with mid-ranks (ties count 1/2)."""
-    y = np.asarray(y).astype(bool)
-    r = rankdata(np.asarray(p, dtype="float64"))
-    n1, n0 = int(y.sum()), int((~y).sum())
-    return float((r[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
-def bootstrap_auc_ci(
-    y: Any, p: Any, groups: Any = None, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile CI of the AUC: patients (groups) resampled with replacement
-    within each class, so every resample keeps the class sizes. NaN when
-    ``n_boot`` is 0."""
-    y = np.asarray(y).astype(int)
-    p = np.asarray(p, dtype="float64")
-    if n_boot <= 0:
-        return float("nan"), float("nan")
-    groups = np.arange(y.shape[0]) if groups is None else np.asarray(groups)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    rows_of = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    glabel = np.array([y[r].max() for r in rows_of])
-    pos, neg = np.flatnonzero(glabel == 1), np.flatnonzero(glabel == 0)
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        gs = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-        idx = np.concatenate([rows_of[g] for g in gs])
-        stats[b] = auc(y[idx], p[idx])
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
 
 
 def tune_family(
@@ -197,12 +163,15 @@ def compare_families(
     rows = []
     for f in tqdm(families, desc="stacker families", disable=not progress or None):
         res = tune_family(frame, y, groups, config, f, splits=splits, return_oof=True)
-        lo, hi = bootstrap_auc_ci(y, res.oof, groups, n_boot=config.bootstrap, seed=config.seed)
+        lo = hi = float("nan")
+        if config.bootstrap > 0:
+            ci = bootstrap_auc(y, res.oof, groups=groups, n_boot=config.bootstrap, seed=config.seed)
+            lo, hi = ci.ci_low, ci.ci_high
         rows.append(
             {
                 "family": f,
                 "label": get_family(f).label,
-                "cv_auc": auc(y, res.oof),
+                "cv_auc": auc_score(y, res.oof),
                 "ci_low": lo,
                 "ci_high": hi,
                 "ci_method": CI_METHOD,

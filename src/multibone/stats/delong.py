@@ -1,4 +1,4 @@
-"""ROC AUC with DeLong variance, and the paired DeLong test of two correlated AUCs.
+"""DeLong: variance and CI of an ROC AUC, and the paired test of two correlated AUCs.
 
 Implementation: the fast DeLong algorithm of Sun & Xu (2014), *Fast
 implementation of DeLong's algorithm for comparing the areas under correlated
@@ -17,7 +17,7 @@ receiver operating characteristic curves*, IEEE Signal Processing Letters
 
 The cost is that of sorting, O(n log n) per model. This reproduces R's pROC
 (``var(roc, method="delong")``, ``ci.auc``, ``roc.test(method="delong")``); see
-``tests/test_evaluation_roc.py`` for the published values on pROC's ``aSAH``.
+``tests/test_stats_delong.py`` for the published values on pROC's ``aSAH``.
 
 Conventions (PITFALLS.md): the z statistic keeps its sign (``auc_a - auc_b``),
 the p-value is a real two-sided p (not a log), the CI is a normal interval on
@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from multibone.errors import InputError
-from multibone.evaluation._checks import as_labels, as_scores, require_both_classes
+from multibone.stats._checks import as_labels, as_scores, require_both_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,33 +211,3 @@ def delong_paired(
         n_pos=m,
         n_neg=n,
     )
-
-
-def auc_score(y: object, score: object) -> float:
-    """Mann-Whitney AUC from mid-ranks (ties count 1/2), O(n log n).
-
-    Same value as ``sklearn.metrics.roc_auc_score``; raises SingleClassError
-    when a class is empty.
-    """
-    labels = as_labels(y, "y")
-    s = as_scores(score, labels.shape[0], "score")
-    require_both_classes(labels, 1, "AUC")
-    r = stats.rankdata(s)
-    m = int(labels.sum())
-    n = labels.shape[0] - m
-    return float((r[labels == 1].sum() - m * (m + 1) / 2.0) / (m * n))
-
-
-def roc_points(y: object, score: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve points (fpr, tpr, thresholds) where ``score >= threshold`` is positive.
-
-    Thin wrapper over ``sklearn.metrics.roc_curve(drop_intermediate=False)``;
-    the first threshold (``inf``: nobody positive) is kept so the curve starts at (0, 0).
-    """
-    from sklearn.metrics import roc_curve
-
-    labels = as_labels(y, "y")
-    s = as_scores(score, labels.shape[0], "score")
-    require_both_classes(labels, 1, "ROC curve")
-    fpr, tpr, thr = roc_curve(labels, s, drop_intermediate=False)
-    return fpr, tpr, thr

@@ -1,8 +1,9 @@
-"""Stratified (optionally patient-clustered) percentile bootstrap, vectorised.
+"""The one bootstrap of multibone: plain, stratified, patient-clustered; vectorised.
 
 A resample is a matrix of counts ``W`` (how many times each row was drawn),
 never a copy of the data:
 
+* plain (``stratified=False``): draw n rows (or clusters) from all of them;
 * stratified (default): within each class, draw as many rows (or clusters) as
   the class has, with replacement; the class sizes are those of the data, as in
   Hasei et al. 2025 (seed 000, "case-level stratified bootstrapping");
@@ -36,7 +37,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from multibone.errors import InputError
-from multibone.evaluation._checks import as_labels, as_scores
+from multibone.stats._checks import as_labels, as_scores
+from multibone.stats.auc import auc_score
 
 # Elements of the (chunk, n) weight matrix built at once: bounds memory (~32 MB int64).
 _CHUNK_ELEMENTS = 4_000_000
@@ -67,6 +69,20 @@ def percentile_ci(samples: np.ndarray, estimate: float, level: float = 0.95) -> 
         return BootstrapCI(float(estimate), math.nan, math.nan, samples.shape[0], n_failed, level)
     lo, hi = np.quantile(samples[ok], [(1 - level) / 2, (1 + level) / 2])
     return BootstrapCI(float(estimate), float(lo), float(hi), samples.shape[0], n_failed, level)
+
+
+def _metrics_of_counts(c: np.ndarray) -> dict[str, np.ndarray]:
+    """Threshold metrics of count rows ``c`` (k, 4) = TP, FP, TN, FN; NaN where a denominator is 0."""
+    tp, fp, tn, fn = c.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "accuracy": (tp + tn) / c.sum(axis=1),
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "ppv": tp / (tp + fp),
+            "npv": tn / (tn + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
 
 
 class Bootstrap:
@@ -177,22 +193,16 @@ class Bootstrap:
 
         Returns ``{name: (B,) float}``; NaN where a denominator is 0.
         """
+        c = np.vstack([self.counts(score, threshold, w) for w in self.weights()])
+        return _metrics_of_counts(c)
+
+    def counts(self, score: object, threshold: float, w: np.ndarray) -> np.ndarray:
+        """TP, FP, TN, FN (k, 4) float of ``score >= threshold`` under count weights ``w`` (k, n)."""
         s = as_scores(score, self.y.shape[0], "score")
         call = s >= threshold
         pos = self.y.astype(bool)
         ind = np.stack([pos & call, ~pos & call, ~pos & ~call, pos & ~call], axis=1).astype(float)
-        parts = [w @ ind for w in self.weights()]
-        c = np.vstack(parts)
-        tp, fp, tn, fn = c.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return {
-                "accuracy": (tp + tn) / c.sum(axis=1),
-                "sensitivity": tp / (tp + fn),
-                "specificity": tn / (tn + fp),
-                "ppv": tp / (tp + fp),
-                "npv": tn / (tn + fn),
-                "f1": 2 * tp / (2 * tp + fp + fn),
-            }
+        return w @ ind
 
     def roc_band(
         self, score: object, fpr_grid: np.ndarray | None = None, level: float = 0.95
@@ -264,8 +274,6 @@ def bootstrap_auc(
     Parameters as :class:`Bootstrap`; ``score`` (n,) float. The estimate is the
     AUC of the full data.
     """
-    from multibone.evaluation.roc import auc_score
-
     bs = Bootstrap(y, n_boot=n_boot, groups=groups, stratified=stratified, seed=seed)
     return percentile_ci(bs.auc_samples(score), auc_score(bs.y, score), level)
 
@@ -282,8 +290,6 @@ def bootstrap_auc_difference(
     seed: int = 0,
 ) -> BootstrapCI:
     """Paired percentile CI of ``AUC_a - AUC_b`` (both scores on the same resamples)."""
-    from multibone.evaluation.roc import auc_score
-
     bs = Bootstrap(y, n_boot=n_boot, groups=groups, stratified=stratified, seed=seed)
     d = bs.auc_samples(score_a) - bs.auc_samples(score_b)
     return percentile_ci(d, auc_score(bs.y, score_a) - auc_score(bs.y, score_b), level)
@@ -301,17 +307,13 @@ def bootstrap_metrics(
     seed: int = 0,
 ) -> dict[str, BootstrapCI]:
     """Percentile CIs of accuracy, sensitivity, specificity, PPV, NPV and F1 at a fixed threshold."""
-    from multibone.evaluation.metrics import binary_metrics
-
     bs = Bootstrap(y, n_boot=n_boot, groups=groups, stratified=stratified, seed=seed)
-    full = binary_metrics(bs.y, score, threshold)
+    # The full data is the resample that draws every row once.
     est = {
-        "accuracy": full.accuracy.value,
-        "sensitivity": full.sensitivity.value,
-        "specificity": full.specificity.value,
-        "ppv": full.ppv.value,
-        "npv": full.npv.value,
-        "f1": full.f1,
+        k: float(v[0])
+        for k, v in _metrics_of_counts(
+            bs.counts(score, threshold, np.ones((1, bs.y.shape[0]), np.int64))
+        ).items()
     }
     samples = bs.metric_samples(score, threshold)
     return {k: percentile_ci(samples[k], est[k], level) for k in est}

@@ -8,7 +8,6 @@ Poor as the case level for all three markers.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,17 +15,12 @@ import pytest
 from scipy import stats
 
 from multibone.errors import InputError
-from multibone.evaluation import SingleClassError, auc_score, delong_auc, delong_paired
-
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+from multibone.stats import SingleClassError, auc_score, delong_auc, delong_paired
 
 
 @pytest.fixture(scope="module")
-def asah():
-    path = REFDATA / "aSAH.csv"
-    if not path.is_file():
-        pytest.skip(f"reference data not found at {path} (../shared/refdata beside the repo)")
-    d = pd.read_csv(path)
+def asah(refdata):
+    d = pd.read_csv(refdata("aSAH.csv"))
     return (d["outcome"] == "Poor").astype(int).to_numpy(), d
 
 

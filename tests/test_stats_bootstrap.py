@@ -7,9 +7,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from multibone.errors import InputError
-from multibone.evaluation import (
+from multibone.evaluation.metrics import binary_metrics
+from multibone.stats import (
     Bootstrap,
-    binary_metrics,
     bootstrap,
     bootstrap_auc,
     bootstrap_auc_difference,
