@@ -20,7 +20,7 @@ from multibone.cohort import (
     load_cohort,
     location_for_site,
 )
-from multibone.errors import CohortValidationError, InputError
+from multibone.errors import CohortValidationError, ConfigError, InputError
 
 W, H = 64, 48
 
@@ -226,7 +226,7 @@ def test_select_subset(tmp_path):
         ("sacrum", "axial"),
         ("rib", "axial"),
         ("skull", "axial"),
-        ("hip", ""),
+        ("hip", "appendicular"),  # the joint; the hip bone is pelvis (test_cohort_sites.py)
         ("femur and pelvis", ""),
         ("", ""),
         ("wing", ""),
@@ -239,3 +239,99 @@ def test_site_to_location(site, location):
 def test_site_map_values():
     assert set(SITE_LOCATION.values()) == {"axial", "appendicular"}
     assert all(k == k.lower() for k in SITE_LOCATION)
+
+
+# ---- clinical-only cohorts (a run without backbones) --------------------------------------
+
+
+def _clinical_csv(folder: Path, rows: list[list[str]], header: list[str]) -> Path:
+    path = folder / "clinical.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+CLINICAL = [
+    ["P1", "A", "tumor", "14", "M", "distal femur", "12"],
+    ["P2", "B", "infection", "52", "F", "L4 vertebra", ""],
+    ["P3", "A", "tumor", "30", "F", "hip bone", "abnormal"],
+]
+CLINICAL_HEADER = ["patient_id", "center", "diagnosis", "age", "sex", "site", "crp"]
+
+
+def test_clinical_only_manifest_without_image_column(tmp_path):
+    path = _clinical_csv(tmp_path, CLINICAL, CLINICAL_HEADER)
+    cohort = load_cohort(path, require_images=False, check_images=False)
+    assert cohort.patients["patient_id"].tolist() == ["P1", "P2", "P3"]
+    assert cohort.patients["location"].tolist() == ["appendicular", "axial", "axial"]
+    assert cohort.n_images == 0 and list(cohort.images.columns) == list(IMAGE_COLUMNS)
+    assert cohort.summary()["patients"] == 3
+    # The same table is refused for a run with images, and the message says why and what to do.
+    with pytest.raises(CohortValidationError) as exc:
+        load_cohort(path)
+    (line,) = exc.value.problems
+    assert line.startswith("row 1, column image_path: required column is missing from the header")
+    assert "This run needs patient_id, image_path, age, sex; columns found: patient_id," in line
+    assert line.endswith(
+        "a run without backbones needs no images (multibone validate --clinical-only)"
+    )
+
+
+def test_clinical_only_empty_image_cells_and_mixed_rows(tmp_path):
+    _png(tmp_path / "i" / "a.png", 0)
+    header = [*CLINICAL_HEADER, "image_path", "roi_x0", "roi_y0", "roi_x1", "roi_y1"]
+    rows = [
+        [*CLINICAL[0], "i/a.png", "1", "2", "30", "40"],
+        [*CLINICAL[1], "", "", "", "", ""],
+        [*CLINICAL[2], " ", "", "", "", ""],
+    ]
+    path = _clinical_csv(tmp_path, rows, header)
+    cohort = load_cohort(path, require_images=False)
+    assert cohort.n_patients == 3
+    # Only the row with an image is an image; it was still checked (it exists and is read).
+    assert cohort.images["patient_id"].tolist() == ["P1"]
+    assert cohort.images["image_path"].tolist() == [str((tmp_path / "i" / "a.png").resolve())]
+    assert cohort.image_rois() == [(1, 2, 30, 40)]
+    # With images required, every empty image_path is named.
+    with pytest.raises(CohortValidationError) as exc:
+        load_cohort(path)
+    assert [p.split(":")[0] for p in exc.value.problems] == [
+        "row 3, column image_path",
+        "row 4, column image_path",
+    ]
+    # A lesion box on a row without an image points at nothing.
+    rows[1][-4:] = ["1", "2", "3", "4"]
+    path = _clinical_csv(tmp_path, rows, header)
+    with pytest.raises(CohortValidationError, match="row 3, column roi_x0: a lesion box on a row"):
+        load_cohort(path, require_images=False)
+
+
+def test_clinical_only_cases(tmp_path):
+    df = pd.DataFrame(CLINICAL, columns=CLINICAL_HEADER)
+    cohort = load_cases(df, require_images=False)
+    assert cohort.n_patients == 3 and cohort.n_images == 0
+    with pytest.raises(CohortValidationError, match="row 1, column image_path"):
+        load_cases(df)
+
+
+def test_numeric_centre_names_in_the_config(tmp_path):
+    from multibone.cohort import assign_splits
+    from multibone.runconfig import run_config_from_dict
+
+    # YAML reads `external_centers: [2, 3]` as numbers; the manifest's center is text.
+    config = run_config_from_dict({"splits": {"external_centers": [2, 3], "n_folds": 2}})
+    assert config.splits.external_centers == ["2", "3"]
+    rows = [
+        [f"P{i}", str(1 + i % 3), "tumor" if i % 2 else "infection", "40", "F", "femur", ""]
+        for i in range(24)
+    ]
+    path = _clinical_csv(tmp_path, rows, CLINICAL_HEADER)
+    cohort = load_cohort(path, require_images=False, check_images=False)
+    out = assign_splits(cohort.patients, config.splits)
+    external = out["split"] == "external"
+    assert set(cohort.patients.loc[external, "center"]) == {"2", "3"}
+    assert (out.loc[~external, "split"] == "dev").all() and external.sum() == 16
+    with pytest.raises(ConfigError, match=r"splits.external_centers\[0\]: expected text, got True"):
+        run_config_from_dict({"splits": {"external_centers": [True]}})

@@ -457,3 +457,37 @@ def test_ragged_row_and_duplicate_header(cohort_dir):
         "row 1, column age: the header has this column twice (columns 3 and 5); keep one",
         "row 3: 6 values but the header names 5 columns; a value containing a comma must be quoted",
     ]
+
+
+def test_clinical_only_manifest(tmp_path, capsys, monkeypatch):
+    # No image column at all: fine for a run without backbones, refused for one with images.
+    columns = [c for c in COLUMNS if c != "image_path" and not c.startswith("roi_")]
+    manifest = _write_manifest(tmp_path, _base_rows(), columns)
+    rc, out, err = _run_validate(tmp_path, manifest, capsys, monkeypatch, "--clinical-only")
+    assert rc == 0, err
+    assert f"{manifest}: valid for a clinical-only run" in out
+    assert "columns a clinical-only run needs: patient_id, age, sex" in out
+    assert "images: 0 (not opened (--clinical-only))" in out
+    rc, out, err = _run_validate(tmp_path, manifest, capsys, monkeypatch, "--require-diagnosis")
+    assert rc == 2 and out == ""
+    assert "row 1, column image_path: required column is missing" in err
+    assert "This run needs patient_id, image_path, age, sex;" in err
+    assert "(multibone validate --clinical-only)" in err
+    assert validate_manifest(manifest, require_images=False) == []
+
+
+def test_clinical_only_does_not_open_images(cohort_dir, capsys, monkeypatch):
+    rows = _base_rows()
+    rows[2]["image_path"] = "images/nothere.png"  # a path the clinical-only run never reads
+    rows[3]["image_path"] = ""
+    manifest = _write_manifest(cohort_dir, rows)
+    rc, out, err = _run_validate(
+        cohort_dir, manifest, capsys, monkeypatch, "--clinical-only", "--require-diagnosis"
+    )
+    assert rc == 0, err
+    assert "columns a clinical-only run needs: patient_id, age, sex, diagnosis" in out
+    assert "patients: 3   images: 3" in out
+    rc, _, err = _run_validate(cohort_dir, manifest, capsys, monkeypatch)
+    assert rc == 2
+    assert "row 4, column image_path: file not found" in err
+    assert "row 5, column image_path: required value is empty" in err

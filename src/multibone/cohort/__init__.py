@@ -5,7 +5,10 @@
   ``patient P: ...``);
 * :func:`load_cohort` / :func:`load_cases` / :func:`case_to_cohort` build a
   :class:`Cohort` (patient table + image table) or raise
-  :class:`~multibone.errors.CohortValidationError`;
+  :class:`~multibone.errors.CohortValidationError`; ``require_images=False``
+  loads a clinical-only cohort (:func:`needed_columns` says what a run needs);
+* :mod:`multibone.cohort.sites`: the site vocabulary (``sites.yaml``) and
+  :func:`location_for_site`;
 * :mod:`multibone.cohort.splits`: :class:`SplitConfig`, :func:`assign_splits`,
   :func:`check_no_leakage`;
 * the JSON Schemas (``data_schemas/``, shipped in the package) via
@@ -25,7 +28,7 @@ from multibone.cohort.cohort import (
 from multibone.cohort.schema import field_limits, load_schema, validate_case
 from multibone.cohort.sites import SITE_LOCATION, location_for_site
 from multibone.cohort.splits import SplitConfig, assign_splits, check_no_leakage, iter_folds
-from multibone.cohort.validate import check_manifest, validate_manifest
+from multibone.cohort.validate import check_manifest, needed_columns, validate_manifest
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -45,6 +48,7 @@ __all__ = [
     "load_cohort",
     "load_schema",
     "location_for_site",
+    "needed_columns",
     "validate_case",
     "validate_manifest",
 ]

@@ -7,6 +7,11 @@ becomes two tables once every rule of the data contract holds:
 * ``images``: one row per image, in manifest order.
 
 Any broken rule raises :class:`CohortValidationError` listing every problem.
+
+A clinical-only cohort (a run without backbones) is loaded with
+``require_images=False``: the manifest may lack ``image_path`` or leave it
+empty, and rows without an image add nothing to ``images`` (a patient may
+have no image at all).
 """
 
 from __future__ import annotations
@@ -66,9 +71,10 @@ class Cohort:
     Attributes:
         root: the manifest's folder (image paths in ``images`` are absolute).
         positive_class: diagnosis coded as ``label == 1.0`` (``"infection"`` or ``"tumor"``).
-        images: one row per image: ``patient_id`` (str), ``image_path`` (str, absolute),
-            ``view`` (AP/lateral/oblique/other or ""), ``roi_x0, roi_y0, roi_x1, roi_y1``
-            (float pixels, x1/y1 exclusive, NaN when the whole image is used),
+        images: one row per image (manifest rows without an image are left out):
+            ``patient_id`` (str), ``image_path`` (str, absolute), ``view``
+            (AP/lateral/oblique/other or ""), ``roi_x0, roi_y0, roi_x1, roi_y1`` (float pixels,
+            x1/y1 exclusive, NaN when the whole image is used),
             ``center`` (str, "" if absent), ``row`` (int, the manifest row, header = 1),
             then any unknown manifest columns as text.
         patients: one row per patient (RangeIndex): ``patient_id``, ``diagnosis`` (str or ""),
@@ -205,6 +211,8 @@ def build_cohort(parsed: ParsedManifest, positive_class: str = "infection") -> C
     # Unknown manifest columns ride along as text, unless one shadows a column of ours.
     extra = [c for c in parsed.extra_columns if c not in IMAGE_COLUMNS]
     for r in parsed.rows:
+        if not r.abs_path:
+            continue  # a clinical-only row (checked with require_images=False): no image
         rec: dict[str, Any] = {
             "patient_id": str(r.values["patient_id"]),
             "image_path": r.abs_path,
@@ -237,6 +245,7 @@ def load_cohort(
     check_images: bool = True,
     decode_images: bool = False,
     require_diagnosis: bool = True,
+    require_images: bool = True,
     progress: bool = True,
 ) -> Cohort:
     """Read a manifest CSV into a :class:`Cohort` (training / evaluation data).
@@ -247,6 +256,9 @@ def load_cohort(
     decodes them anyway; ``decode_images=True`` decodes fully (what
     ``multibone validate`` does). ``require_diagnosis``: every patient needs a
     diagnosis (default True; training and evaluation need labels).
+    ``require_images=False``: a clinical-only run (no backbones): ``image_path``
+    may be absent or empty; combine with ``check_images=False`` so that image
+    files the run will not use are not opened.
 
     Raises :class:`CohortValidationError` listing every problem, or
     :class:`InputError` when the file is not a readable CSV.
@@ -257,6 +269,7 @@ def load_cohort(
         check_images=check_images,
         decode_images=decode_images,
         require_diagnosis=require_diagnosis,
+        require_images=require_images,
         progress=progress,
     )
     return build_cohort(parsed, positive_class)
@@ -270,6 +283,7 @@ def load_cases(
     root: str | Path | None = None,
     check_images: bool = True,
     decode_images: bool = False,
+    require_images: bool = True,
 ) -> Cohort:
     """Cases to score (``predict --cases``), in the manifest format, as a :class:`Cohort`.
 
@@ -277,7 +291,8 @@ def load_cases(
     or a DataFrame with the same columns (paths relative to ``root``, default
     the current folder; row numbers in messages are those the table would
     have as a CSV: header = row 1). Diagnosis is optional unless
-    ``require_diagnosis``. Same rules and errors as :func:`load_cohort`.
+    ``require_diagnosis``; images optional when ``require_images=False`` (a bundle
+    without backbones). Same rules and errors as :func:`load_cohort`.
     """
     _check_positive_class(positive_class)
     if isinstance(path_or_df, pd.DataFrame):
@@ -290,6 +305,7 @@ def load_cases(
             check_images=check_images,
             decode_images=decode_images,
             require_diagnosis=require_diagnosis,
+            require_images=require_images,
         )
     else:
         parsed = check_manifest(
@@ -297,6 +313,7 @@ def load_cases(
             check_images=check_images,
             decode_images=decode_images,
             require_diagnosis=require_diagnosis,
+            require_images=require_images,
         )
     return build_cohort(parsed, positive_class)
 

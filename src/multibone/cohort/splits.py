@@ -32,14 +32,16 @@ class SplitConfig:
 
     Attributes:
         n_folds: number of cross-fitting folds of the development set (>= 2).
-        external_centers: centre names (manifest ``center``) held out entirely as ``external``.
+        external_centers: centre names (manifest ``center``) held out entirely as ``external``;
+            numbers are accepted and compared as text (``2`` matches a ``center`` cell "2").
         test_fraction: fraction in [0, 1) of the remaining patients drawn as an internal
             ``test`` set (label-stratified); 0 = none.
         seed: seed of the test draw and of the fold shuffle.
     """
 
     n_folds: int = 5
-    external_centers: list[str] = field(default_factory=list)
+    # Numbers allowed (``[2, 3]`` in YAML): kept as text, as the manifest's ``center`` is read.
+    external_centers: list[str | int] = field(default_factory=list)
     test_fraction: float = 0.0
     seed: int = 0
 

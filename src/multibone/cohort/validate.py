@@ -11,7 +11,9 @@ lines is still one row). Problems about the header itself use row 1.
 
 What is checked (the rules come from ``manifest.schema.json``):
 
-* the header: required columns present, no column twice;
+* the header: required columns present, no column twice (``image_path`` is
+  required only when the run uses images: ``require_images=False`` for a
+  clinical-only run, whose patients may have no image at all);
 * each cell: type, range and enumeration (CSV text is coerced first: numbers
   parsed, enumerations matched case-insensitively, empty = missing);
 * patient-level columns agree across a patient's rows (a patient in two splits
@@ -42,13 +44,27 @@ from multibone.cohort.schema import (
     patient_level_columns,
     required_columns,
 )
-from multibone.cohort.sites import location_for_site, normalise_site
+from multibone.cohort.sites import location_for_site, normalise_site, site_problem
 from multibone.errors import ImageReadError, InputError
 
 log = logging.getLogger(__name__)
 
 ROI_COLUMNS = ("roi_x0", "roi_y0", "roi_x1", "roi_y1")
+IMAGE_PATH = "image_path"
 _HEADER_ROW = 1
+
+
+def needed_columns(*, require_images: bool = True, require_diagnosis: bool = False) -> list[str]:
+    """Columns a run needs in the manifest, in schema order.
+
+    The schema's required columns (patient_id, image_path, age, sex), less
+    ``image_path`` for a clinical-only run (``require_images=False``, no
+    backbones), plus ``diagnosis`` for training and evaluation.
+    """
+    cols = [c for c in required_columns() if require_images or c != IMAGE_PATH]
+    if require_diagnosis:
+        cols.append("diagnosis")
+    return cols
 
 
 @dataclass
@@ -177,6 +193,7 @@ def check_table(
     check_images: bool = True,
     decode_images: bool = True,
     require_diagnosis: bool = False,
+    require_images: bool = True,
     progress: bool = True,
 ) -> ParsedManifest:
     """Check a manifest table; collect every problem (never raises for content).
@@ -186,11 +203,13 @@ def check_table(
     to. ``check_images`` opens every image (``decode_images``: decode the
     pixels fully, catching truncated files and DICOM without pixel data; else
     only the header is read for the size). ``require_diagnosis``: every patient
-    needs ``diagnosis`` (training and evaluation).
+    needs ``diagnosis`` (training and evaluation). ``require_images=False``
+    (a clinical-only run): the ``image_path`` column may be absent or its cells
+    empty; rows without an image describe the patient only.
     """
     props = manifest_properties()
     validator = manifest_validator()
-    required = required_columns()
+    required = needed_columns(require_images=require_images)
     problems: list[tuple[int, int, str]] = []  # (row, column order, text), sorted at the end
     order = {c: i for i, c in enumerate(props)}
 
@@ -235,14 +254,21 @@ def check_table(
             "Save it as comma-separated CSV",
         )
     else:
+        needed = ", ".join(needed_columns(require_images=require_images))
+        found = ", ".join(c for c in colmap if c) or "(none)"
         for col in required:
             if col not in columns:
+                hint = (
+                    "; a run without backbones needs no images (multibone validate --clinical-only)"
+                    if col == IMAGE_PATH
+                    else ""
+                )
                 add(
                     _HEADER_ROW,
                     col,
                     f"row 1, column {col}: required column is missing from the header; add a "
-                    f"column named {col} ({props[col].get('x-message', '')}). Columns found: "
-                    + (", ".join(c for c in colmap if c) or "(none)"),
+                    f"column named {col} ({props[col].get('x-message', '')}). This run needs "
+                    f"{needed}; columns found: {found}{hint}",
                 )
         if require_diagnosis and "diagnosis" not in columns:
             add(
@@ -294,7 +320,11 @@ def check_table(
             if col is None or col in bad:
                 continue
             bad.add(col)
-            add(rownum, col, f"row {rownum}, column {col}: {cell_message(col, props.get(col), texts.get(col, ''))}")
+            add(
+                rownum,
+                col,
+                f"row {rownum}, column {col}: {cell_message(col, props.get(col), texts.get(col, ''))}",
+            )
         values = {c: v for c, v in instance.items() if c not in bad}
         if "site" in values:
             values["site"] = normalise_site(values["site"])
@@ -312,7 +342,9 @@ def check_table(
     for pid, prow in patients.items():
         agreed: dict[str, Any] = {}
         for col in level_cols:
-            entries = [(r.row, r.values.get(col), r.cells.get(col, "")) for r in prow if col not in r.bad]
+            entries = [
+                (r.row, r.values.get(col), r.cells.get(col, "")) for r in prow if col not in r.bad
+            ]
             if not entries:
                 continue
             distinct: dict[Any, tuple[str, list[int]]] = {}
@@ -352,14 +384,8 @@ def check_table(
             location_bad = any("location" in r.bad for r in prow)
             if not location_bad:
                 site_row = next(r for r in prow if r.values.get("site"))
-                add(
-                    site_row.row,
-                    "site",
-                    f"row {site_row.row}, column site: unknown site {site_row.cells['site']!r} "
-                    f"for patient {pid}: cannot tell axial from appendicular; give a location "
-                    "column (axial or appendicular) for this patient, or name a known bone "
-                    "(e.g. femur, tibia, humerus, radius, spine, pelvis, rib)",
-                )
+                problem = site_problem(site_row.cells["site"], who=f"for patient {pid}")
+                add(site_row.row, "site", f"row {site_row.row}, column site: {problem}")
         if require_diagnosis and "diagnosis" in columns and "diagnosis" not in agreed:
             reported = any("diagnosis" in r.bad for r in prow) or any(
                 r.values.get("diagnosis") for r in prow
@@ -400,6 +426,15 @@ def check_table(
             continue
         given = [c for c in ROI_COLUMNS if c in r.values]
         if not given:
+            continue
+        if IMAGE_PATH not in r.values and not require_images:
+            # Clinical-only row: a box points at no image. (With images an empty path is reported.)
+            add(
+                r.row,
+                given[0],
+                f"row {r.row}, column {given[0]}: a lesion box on a row without an image; "
+                "give the image_path or leave the roi_ columns empty",
+            )
             continue
         if len(given) < 4:
             missing = [c for c in ROI_COLUMNS if c not in r.values]
@@ -492,9 +527,13 @@ def check_manifest(
     check_images: bool = True,
     decode_images: bool = True,
     require_diagnosis: bool = False,
+    require_images: bool = True,
     progress: bool = True,
 ) -> ParsedManifest:
-    """Read and check a manifest CSV; image paths are relative to its folder."""
+    """Read and check a manifest CSV; image paths are relative to its folder.
+
+    Options as :func:`check_table`.
+    """
     p = Path(path)
     header, records = read_manifest_csv(p)
     return check_table(
@@ -505,6 +544,7 @@ def check_manifest(
         check_images=check_images,
         decode_images=decode_images,
         require_diagnosis=require_diagnosis,
+        require_images=require_images,
         progress=progress,
     )
 
@@ -515,6 +555,7 @@ def validate_manifest(
     check_images: bool = True,
     decode_images: bool = True,
     require_diagnosis: bool = False,
+    require_images: bool = True,
 ) -> list[str]:
     """Every problem of a manifest CSV, as one line each (empty list: valid).
 
@@ -526,6 +567,8 @@ def validate_manifest(
     True): decode the pixels fully, which also catches truncated files and
     DICOM without pixel data; False reads headers only (faster on big cohorts).
     ``require_diagnosis``: every patient needs a diagnosis (training data).
+    ``require_images=False``: a clinical-only run (no backbones); ``image_path``
+    may be absent or empty (see :func:`needed_columns`).
 
     Raises :class:`InputError` only when the file itself cannot be read as CSV.
     """
@@ -534,4 +577,5 @@ def validate_manifest(
         check_images=check_images,
         decode_images=decode_images,
         require_diagnosis=require_diagnosis,
+        require_images=require_images,
     ).problems
