@@ -434,12 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     tiny_variants = [("surrogate", 8), ("surrogate", 16), ("mean", 8), ("gradient", 8)]
     b3_variants = [("surrogate", k) for k in args.top_k] + [("mean", 64), ("gradient", 64)]
     if "tiny" in parts:
-        from multibone.imaging import BACKBONES, create_model, get_spec
+        from multibone.imaging import create_backbone, get_spec, list_backbones
 
         gen = torch.Generator().manual_seed(0)
-        for name in BACKBONES:
-            layer = get_spec(name).tiny_cam_layer
-            model = create_model(name, tiny=True, img_size=64, seed=0).eval()
+        for name in [get_spec(t).family for t in list_backbones("*_tiny")]:
+            layer = get_spec(f"{name}_tiny").cam_layer
+            model = create_backbone(f"{name}_tiny", img_size=64, seed=0).eval()
             xs = [torch.randn(1, 3, 64, 64, generator=gen) for _ in range(2)]
             out["cases"].append(
                 study(
@@ -455,9 +455,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         for name in ("e3", "vit", "swin", "resnet50"):
-            layer = get_spec(name).tiny_cam_layer
+            layer = get_spec(f"{name}_tiny").cam_layer
             model = train_blobs(
-                lambda name=name: create_model(name, tiny=True, img_size=128, seed=0),
+                lambda name=name: create_backbone(f"{name}_tiny", img_size=128, seed=0),
                 f"tiny_{name}",
                 128,
                 80,

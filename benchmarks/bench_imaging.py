@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from multibone.imaging.data import DecodingDataset, load_crops, normalise, random_flips
-from multibone.imaging.registry import BACKBONES, create_model
+from multibone.imaging.registry import BACKBONES, create_backbone, list_backbones
 from multibone.imaging.train import _train_step
 
 
@@ -76,7 +76,8 @@ def bench_one(
     workers: int,
 ) -> dict:
     on_cuda = device.type == "cuda"
-    model = create_model(name, tiny=tiny, img_size=size, seed=0).to(device)
+    entry = f"{name}_tiny" if tiny else name  # the registry's tiny twin of a full entry
+    model = create_backbone(entry, img_size=size, seed=0).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(0)
     y = (torch.arange(batch) % 2).float().to(device)
@@ -140,7 +141,7 @@ def bench_one(
     return {
         "backbone": name,
         "variant": "tiny" if tiny else "full",
-        "arch": BACKBONES[name].arch(tiny),
+        "arch": BACKBONES[entry].timm_name,
         "img_size": size,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "batch": batch,
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", default="tiny,full", help="tiny, full or both")
-    ap.add_argument("--backbones", default=",".join(BACKBONES))
+    full = [n for n in BACKBONES if n not in list_backbones("*_tiny")]
+    ap.add_argument("--backbones", default=",".join(full), help="full entries (tiny: <name>_tiny)")
     ap.add_argument("--tiny-size", type=int, default=48, help="px for tiny variants (demo: 48)")
     ap.add_argument("--full-size", type=int, default=224, help="px for full models (paper: 224)")
     ap.add_argument("--batch", type=int, default=32)

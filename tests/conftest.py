@@ -23,8 +23,7 @@ MINI_CONFIG = {
     "name": "mini",
     "splits": {"n_folds": 3, "external_centers": ["B", "C"], "seed": 0},
     "imaging": {
-        "backbones": ["e3"],
-        "tiny": True,
+        "backbones": ["e3_tiny"],
         "img_size": 32,
         "epochs": 2,
         "batch_size": 16,

@@ -85,10 +85,9 @@ def load_tiny(
 
 
 def tiny_config(**changes) -> ImagingConfig:
-    """A seconds-long CPU config (tiny e3, 32 px, 2 epochs, one thread)."""
+    """A seconds-long CPU config (e3_tiny, 32 px, 2 epochs, one thread)."""
     base = dict(
-        backbones=["e3"],
-        tiny=True,
+        backbones=["e3_tiny"],
         img_size=32,
         epochs=2,
         batch_size=8,

@@ -2,7 +2,7 @@
 
 The oracle is ``pytorch_grad_cam`` (ScoreCAM / GradCAM, same model, layer,
 input and one-logit target): the full maps must agree to float precision.
-Models are the registry's tiny variants (random weights, created offline,
+Models are the registry's ``_tiny`` entries (random weights, created offline,
 CAM layers from the registry), inputs 8-64 px, so the file runs in seconds;
 the oracle comparisons on full-size timm models are marked slow.
 """
@@ -29,7 +29,7 @@ from multibone.explain import (
     resolve_layer,
     score_cam,
 )
-from multibone.imaging import BACKBONES, create_model, get_spec
+from multibone.imaging import create_backbone, get_spec, list_backbones
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import (  # noqa: E402
@@ -51,8 +51,8 @@ def _swin(img_size: int = 64) -> nn.Module:
 
 
 SIZE = 64
-#: the registry's tiny variants (random weights, no download), CAM layers from the registry
-ALL = list(BACKBONES)
+#: the registry's tiny entries (random weights, no download), CAM layers from the registry
+ALL = list_backbones("*_tiny")
 #: the tiny variants are cheap enough to compare with the oracle in the default run
 SCORE_ORACLE = GRAD_ORACLE = ALL
 #: full-size timm models (random weights, small inputs): minutes of CPU, run with -m slow
@@ -67,8 +67,8 @@ BIG = [
 def models():
     return {
         name: (
-            create_model(name, tiny=True, img_size=SIZE, seed=0).eval(),
-            get_spec(name).tiny_cam_layer,
+            create_backbone(name, img_size=SIZE, seed=0).eval(),
+            get_spec(name).cam_layer,
             SIZE,
         )
         for name in ALL
@@ -127,7 +127,7 @@ def test_full_size_models_match_grad_cam_package(arch, layer, size, kwargs):
 
 @pytest.mark.parametrize("cls, fn", [("ScoreCAM", score_cam), ("GradCAM", grad_cam)])
 def test_negative_target_matches_binary_target_of_grad_cam(models, cls, fn):
-    model, layer, size = models["resnet50"]
+    model, layer, size = models["resnet50_tiny"]
     x = _x(size, seed=2)
     ref = _oracle(
         getattr(pgc, cls), model, resolve_layer(model, layer), x, BinaryClassifierOutputTarget(0)
@@ -160,7 +160,7 @@ def test_output_contract_and_no_side_effects(models, key, method):
 
 @pytest.mark.parametrize("select", SELECTIONS)
 def test_fast_score_cam_runs_top_k_passes(models, select):
-    model, layer, size = models["resnet50"]
+    model, layer, size = models["resnet50_tiny"]
     x = _x(size, seed=4)
     before = x.clone()
     model.zero_grad(set_to_none=True)  # the package's GradCAM (oracle tests) leaves .grad behind
@@ -172,7 +172,7 @@ def test_fast_score_cam_runs_top_k_passes(models, select):
 
 
 def test_fast_equals_full_when_k_covers_all_channels(models):
-    model, layer, size = models["resnet50"]
+    model, layer, size = models["resnet50_tiny"]
     x = _x(size, seed=4)
     full = explain_image(model, x, layer, fast=False)
     big = explain_image(model, x, layer, top_k=10_000)
@@ -180,7 +180,7 @@ def test_fast_equals_full_when_k_covers_all_channels(models):
     assert full.n_channels_used <= full.n_channels and "fast" not in full.note
 
 
-@pytest.mark.parametrize("key", ["e3", "resnet50"])
+@pytest.mark.parametrize("key", ["e3_tiny", "resnet50_tiny"])
 def test_surrogate_fast_map_tracks_the_full_map(models, key):
     # random weights: every channel's masked score is about the same, so the full map is
     # close to the plain mean of the channels; the surrogate keeps them all, top-k drops them
@@ -194,7 +194,7 @@ def test_surrogate_fast_map_tracks_the_full_map(models, key):
 
 
 def test_batch_size_does_not_change_the_map(models):
-    model, layer, size = models["vit"]
+    model, layer, size = models["vit_tiny"]
     x = _x(size, seed=5)
     a = score_cam(model, x, layer, batch_size=1, top_k=12)
     b = score_cam(model, x, layer, batch_size=64, top_k=12)
@@ -202,7 +202,7 @@ def test_batch_size_does_not_change_the_map(models):
 
 
 def test_feature_map_1x1_gives_a_note_not_a_crash(models):
-    model = models["resnet50"][0]
+    model = models["resnet50_tiny"][0]
     x = _x(32)  # layer4 has stride 32: a 1x1 feature map at 32 px
     for method in ("scorecam", "gradcam"):
         res = explain_image(model, x, "layer4", method=method)
@@ -257,7 +257,7 @@ def test_capture_activations_context_manager():
 
 
 def test_grad_cam_with_frozen_parameters(models):
-    model, layer, size = models["resnet50"]
+    model, layer, size = models["resnet50_tiny"]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
@@ -312,7 +312,7 @@ def test_reshape_for_swin_and_cnn():
 
 
 def test_missing_layer_names_model_and_layer(models):
-    model = models["resnet50"][0]
+    model = models["resnet50_tiny"][0]
     with pytest.raises(
         InputError, match=r"CAM layer 'layer9\.0' not found in model ResNet.*layer4"
     ):
@@ -341,7 +341,7 @@ def test_missing_layer_names_model_and_layer(models):
     ],
 )
 def test_bad_input_table(models, kwargs, match):
-    model, layer, _ = models["resnet50"]
+    model, layer, _ = models["resnet50_tiny"]
     args = {"x": _x(32), "target_layer": layer, "method": "scorecam"} | kwargs
     with pytest.raises(InputError, match=match):
         explain_image(model, args.pop("x"), args.pop("target_layer"), **args)
@@ -373,7 +373,7 @@ def test_token_layer_without_reshape_is_explained():
 
 
 def test_lesion_focus_table(models):
-    model, layer, size = models["resnet50"]
+    model, layer, size = models["resnet50_tiny"]
     rng = np.random.default_rng(0)
     crops = [rng.random((size, size), dtype=np.float32) for _ in range(2)]
     boxes = [(8, 8, 40, 40), (0, 0, 32, 64)]

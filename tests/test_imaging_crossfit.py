@@ -20,13 +20,14 @@ from sklearn.metrics import roc_auc_score
 from multibone.imaging import (
     ImageScorer,
     aggregate,
+    get_spec,
     load_backbone_meta,
     load_backbone_models,
     preprocess,
     train_images,
 )
 
-BACKBONES = ["e3", "vit"]
+BACKBONES = ["e3_tiny", "vit_tiny"]
 
 
 # One torch thread for every test here (fixture in conftest.py; the machine is shared).
@@ -64,7 +65,8 @@ def test_outputs_follow_the_contract(run):
         for k in range(3):
             assert (out / "weights" / b / f"fold{k}.safetensors").is_file()
             meta = json.loads((out / "weights" / b / f"fold{k}.json").read_text())
-            assert meta["img_size"] == 32 and meta["in_chans"] == 3 and meta["tiny"] is True
+            assert meta["img_size"] == 32 and meta["in_chans"] == 3
+            assert meta["arch"] == get_spec(b).timm_name and meta["family"] == b[:-5]
             assert meta["grey_policy"] == "replicate_to_3_channels"
             assert len(meta["norm_mean"]) == 3 and meta["norm_std"][0] > 0
     assert (out / "imaging_config.yaml").is_file()
@@ -80,8 +82,8 @@ def test_patient_probability_is_sigmoid_of_mean_logit(run):
         "patient_id"
     )
     for pid, grp in images.groupby("patient_id"):
-        expected = torch.sigmoid(torch.tensor(grp["e3"].mean(), dtype=torch.float64)).item()
-        assert patients.loc[pid, "e3"] == pytest.approx(expected, rel=1e-6)
+        expected = torch.sigmoid(torch.tensor(grp["e3_tiny"].mean(), dtype=torch.float64)).item()
+        assert patients.loc[pid, "e3_tiny"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_oof_auc_in_summary_matches_sklearn(run):
@@ -138,27 +140,27 @@ def test_external_scores_are_mean_of_fold_models_and_match_image_scorer(run):
     ext = images[images["split"] == "external"]
     scorer = ImageScorer.from_dir(out / "weights", BACKBONES)
     assert scorer.backbones == BACKBONES and scorer.aggregation == "mean_logit"
-    crops = _crops(cohort, ext["image_path"], scorer.meta("e3"))
+    crops = _crops(cohort, ext["image_path"], scorer.meta("e3_tiny"))
     got = scorer.score(crops)
     for b in BACKBONES:
         np.testing.assert_allclose(got[b], ext[b].to_numpy(), rtol=1e-4, atol=1e-5)
-    metas = load_backbone_meta(out / "weights", "e3")
+    metas = load_backbone_meta(out / "weights", "e3_tiny")
     assert [m["fold"] for m in metas] == [0, 1, 2]
-    assert [m["fold"] for _, m in scorer.folds("vit")] == [0, 1, 2]
+    assert [m["fold"] for _, m in scorer.folds("vit_tiny")] == [0, 1, 2]
     # Per-patient probability through the scorer equals the written patient score.
     pid = ext["patient_id"].iloc[0]
     rows = ext[ext["patient_id"] == pid]
-    prob = scorer.score_patient(_crops(cohort, rows["image_path"], scorer.meta("e3")))
+    prob = scorer.score_patient(_crops(cohort, rows["image_path"], scorer.meta("e3_tiny")))
     patients = pd.read_csv(out / "patient_scores.csv", dtype={"patient_id": str}).set_index(
         "patient_id"
     )
-    assert prob["e3"] == pytest.approx(patients.loc[pid, "e3"], rel=1e-4)
+    assert prob["e3_tiny"] == pytest.approx(patients.loc[pid, "e3_tiny"], rel=1e-4)
 
 
 def test_saved_weights_are_safetensors_of_the_model(run):
     _, _, out, _ = run
-    sd = load_file(str(out / "weights" / "e3" / "fold0.safetensors"))
-    model = load_backbone_models(out / "weights", "e3")[0]
+    sd = load_file(str(out / "weights" / "e3_tiny" / "fold0.safetensors"))
+    model = load_backbone_models(out / "weights", "e3_tiny")[0]
     assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
 
 
@@ -174,7 +176,7 @@ def test_scorer_rejects_wrong_pixels(run):
     from multibone.errors import InputError
 
     _, _, out, _ = run
-    scorer = ImageScorer.from_dir(out / "weights", ["e3"])
+    scorer = ImageScorer.from_dir(out / "weights", ["e3_tiny"])
     for bad, match in [
         (np.full((8, 8), 255.0, dtype=np.float32), r"expected \[0, 1\]"),
         (np.zeros((8, 8), dtype=np.uint8), "expected float pixels"),
@@ -188,7 +190,9 @@ def test_scorer_rejects_wrong_pixels(run):
 def test_tiny_backbones_learn_above_chance(tmp_path):
     """Done-when (a), small version: every tiny backbone's OOF AUC is clearly above 0.5."""
     cohort, splits = load_tiny(tmp_path / "c", 40, n_folds=3)
-    cfg = tiny_config(backbones=["e3", "e4", "vit", "swin"], epochs=6, img_size=32)
+    cfg = tiny_config(
+        backbones=["e3_tiny", "e4_tiny", "vit_tiny", "swin_tiny"], epochs=6, img_size=32
+    )
     summary = train_images(cohort, splits, cfg, tmp_path / "run", progress=False)
     for b, entry in summary["backbones"].items():
         assert entry["oof_auc"] > 0.7, (b, entry["oof_auc"])

@@ -30,7 +30,7 @@ def test_torchrun_two_processes(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         "splits: {n_folds: 2}\n"
-        "imaging: {backbones: [e3], tiny: true, img_size: 32, epochs: 2, batch_size: 8,\n"
+        "imaging: {backbones: [e3_tiny], img_size: 32, epochs: 2, batch_size: 8,\n"
         "          lr: 0.05, val_fraction: 0.25, num_workers: 0, num_threads: 1}\n"
     )
     out = tmp_path / "run"
@@ -44,9 +44,9 @@ def test_torchrun_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "imaging_summary.json").read_text())
     assert summary["world_size"] == 2
-    assert summary["backbones"]["e3"]["oof_auc"] is not None
+    assert summary["backbones"]["e3_tiny"]["oof_auc"] is not None
     # Only rank 0 logs: each epoch line appears once, not once per rank.
-    assert proc.stderr.count("e3 fold 0 epoch 1/2") == 1
-    assert sorted(p.name for p in (out / "weights" / "e3").iterdir()) == [
+    assert proc.stderr.count("e3_tiny fold 0 epoch 1/2") == 1
+    assert sorted(p.name for p in (out / "weights" / "e3_tiny").iterdir()) == [
         "fold0.json", "fold0.safetensors", "fold1.json", "fold1.safetensors",
     ]  # fmt: skip

@@ -27,8 +27,9 @@ def data(tmp_path_factory):
         ({"epochz": 3}, "unknown key epochz; valid keys are .*backbones"),
         (
             {"backbones": ["e3", "resnet18"]},
-            "unknown backbone 'resnet18'; valid backbones are e3, e4",
+            "unknown backbone 'resnet18'; valid backbones are e3, e3_tiny, e4",
         ),
+        ({"tiny": True}, r"imaging\.tiny: this key was removed; .*\[e3_tiny, e4_tiny"),
         ({"aggregation": "median"}, "'median' is not one of 'mean_logit', 'max', 'all_positive'"),
         ({"epochs": "ten"}, "epochs: expected an integer"),
         ({"batch_size": 1}, "batch_size: must be >= 2"),
@@ -62,12 +63,7 @@ def test_default_config_is_the_paper_recipe():
         0.9,
         1e-4,
     )
-    assert (c.lr_step, c.lr_gamma, c.backbones, c.tiny) == (
-        30,
-        0.1,
-        ["e3", "e4", "vit", "swin"],
-        False,
-    )
+    assert (c.lr_step, c.lr_gamma, c.backbones) == (30, 0.1, ["e3", "e4", "vit", "swin"])
     assert c.flips == ["horizontal", "vertical"] and c.aggregation == "mean_logit"
 
 
@@ -111,11 +107,14 @@ def test_bad_splits(tmp_path, data, edit, match):
 @pytest.mark.parametrize(
     "changes, match",
     [
-        ({"tiny": False, "weights": "imagenet", "img_size": 224}, "there is no network"),
-        ({"weights": "imagenet"}, "tiny variant .* has no ImageNet weights"),
+        ({"backbones": ["e3"], "weights": "imagenet", "img_size": 224}, "there is no network"),
         (
-            {"weights_per_backbone": {"e3": "/nonexistent/radimagenet.pt"}},
-            "radimagenet.pt: weights file for backbone 'e3' not found",
+            {"weights": "imagenet"},
+            "'e3_tiny': this scratch-only entry .* has no ImageNet weights.* full entry 'e3'",
+        ),
+        (
+            {"weights_per_backbone": {"e3_tiny": "/nonexistent/radimagenet.pt"}},
+            "radimagenet.pt: weights file for backbone 'e3_tiny' not found",
         ),
     ],
     ids=["imagenet-offline", "imagenet-tiny", "missing-file"],
@@ -182,7 +181,7 @@ def test_cli_reports_unknown_backbone(tmp_path, capsys):
     from multibone.cli import main
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("imaging:\n  tiny: true\n")
+    cfg.write_text("imaging:\n  backbones: [e3_tiny]\n")
     code = main(
         [
             "train-images",

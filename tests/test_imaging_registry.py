@@ -1,6 +1,7 @@
-"""Backbone registry: every tiny model runs forward without downloads; full models
-exist in timm with their CAM layers; weights from local files are remapped; the
-hub fails fast without a network."""
+"""Backbone registry: every ``_tiny`` entry runs forward without downloads; full
+entries exist in timm with their CAM layers; tiny entries are the same
+architectures the old ``tiny=True`` variants were; weights from local files are
+remapped; the hub fails fast without a network."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from multibone.errors import InputError, WeightsError
 from multibone.imaging import registry
 from multibone.imaging.registry import (
     BACKBONES,
-    create_model,
+    create_backbone,
     get_cam_layer,
     get_spec,
+    list_backbones,
     load_weights_file,
 )
+
+TINY = list_backbones("*_tiny")
+FULL = [n for n in BACKBONES if n not in TINY]
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +42,12 @@ def _no_network(monkeypatch):
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", TINY)
 def test_tiny_forward_shape_and_cam_layer(name):
-    model = create_model(name, tiny=True, img_size=64, seed=0).eval()
+    model = create_backbone(name, img_size=64, seed=0).eval()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     feats = {}
-    layer = get_cam_layer(model, name, tiny=True)
+    layer = get_cam_layer(model, name)
     handle = layer.register_forward_hook(lambda m, i, o: feats.setdefault("o", o))
     try:
         with torch.no_grad():
@@ -56,29 +61,81 @@ def test_tiny_forward_shape_and_cam_layer(name):
     assert n_params < 5_000_000, f"tiny {name} has {n_params} parameters"
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", FULL)
 def test_full_model_arch_and_cam_layer_exist(name):
     spec = get_spec(name)
-    assert spec.timm_name in timm.list_models()
+    assert spec.timm_name in timm.list_models() and spec.hub_weights and spec.family == name
     # Built on the meta device: checks the architecture and layer path without memory or time.
     with torch.device("meta"):
-        model = create_model(name, tiny=False, img_size=spec.input_size)
-    assert get_cam_layer(model, spec, tiny=False) is not None
+        model = create_backbone(name, img_size=spec.input_size)
+    assert get_cam_layer(model, spec) is not None
     assert model.get_classifier().out_features == 1
 
 
-@pytest.mark.parametrize("name", ["vit", "swin"])
+def test_every_full_entry_has_a_tiny_twin():
+    assert TINY == [
+        "e3_tiny",
+        "e4_tiny",
+        "vit_tiny",
+        "swin_tiny",
+        "resnet50_tiny",
+        "inception_v3_tiny",
+    ]
+    assert [get_spec(t).family for t in TINY] == FULL
+    assert list_backbones("e3*") == ["e3", "e3_tiny"] and list_backbones("nothing*") == []
+    for t in TINY:
+        spec = get_spec(t)
+        assert not spec.hub_weights and spec.input_size == 64 and spec.min_input_size == 16
+    with pytest.raises(TypeError):
+        get_spec("e4_tiny").kwargs["channel_multiplier"] = 2.0  # specs are read-only
+
+
+# The timm calls the old ``create_model(family, tiny=True)`` made (registry of commit
+# f1dbf8b): a tiny entry must build exactly these, so the same config gives the same scores.
+OLD_TINY = {
+    "e3_tiny": ("test_efficientnet", {}),
+    "e4_tiny": ("test_efficientnet", {"channel_multiplier": 1.25}),
+    "vit_tiny": ("test_vit", {"patch_size": 8, "depth": 4, "img_size": 48}),
+    "swin_tiny": (
+        "swin_tiny_patch4_window7_224",
+        {
+            "embed_dim": 24,
+            "depths": (1, 1, 1, 1),
+            "num_heads": (1, 2, 2, 4),
+            "window_size": 4,
+            "img_size": 48,
+        },
+    ),
+    "resnet50_tiny": ("test_resnet", {}),
+    "inception_v3_tiny": ("inception_next_atto", {}),
+}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_entry_is_the_old_tiny_variant(name):
+    arch, kwargs = OLD_TINY[name]
+    assert get_spec(name).timm_name == arch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        old = timm.create_model(arch, pretrained=False, num_classes=1, in_chans=3, **kwargs)
+    new = create_backbone(name, img_size=48, seed=3)
+    a, b = old.state_dict(), new.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["vit_tiny", "swin_tiny"])
 def test_transformers_built_at_training_size(name):
-    model = create_model(name, tiny=True, img_size=48, seed=0).eval()
+    model = create_backbone(name, img_size=48, seed=0).eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 48, 48)).shape == (1, 1)
 
 
 def test_seeded_init_is_reproducible_and_leaves_global_rng_alone():
     before = torch.get_rng_state()
-    a = create_model("e3", tiny=True, seed=7).state_dict()
-    b = create_model("e3", tiny=True, seed=7).state_dict()
-    c = create_model("e3", tiny=True, seed=8).state_dict()
+    a = create_backbone("e3_tiny", seed=7).state_dict()
+    b = create_backbone("e3_tiny", seed=7).state_dict()
+    c = create_backbone("e3_tiny", seed=8).state_dict()
     assert torch.equal(torch.get_rng_state(), before)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
@@ -125,7 +182,7 @@ def test_local_weights_are_remapped(tmp_path, fmt, transform):
         save_file({k: v.contiguous() for k, v in payload.items()}, str(path))
     else:
         torch.save(payload, path)
-    model = create_model("resnet50", tiny=True, weights=path, seed=0)
+    model = create_backbone("resnet50_tiny", weights=path, seed=0)
     got = model.state_dict()
     for k in ("conv1.0.weight", "layer4.0.conv1.weight", "bn1.running_mean"):
         assert torch.equal(got[k], source[k]), k
@@ -155,7 +212,7 @@ def _garbage_file(tmp_path):
 )
 def test_bad_weight_files(tmp_path, make, match):
     with pytest.raises(WeightsError, match=match):
-        create_model("resnet50", tiny=True, weights=make(tmp_path))
+        create_backbone("resnet50_tiny", weights=make(tmp_path))
 
 
 def test_keys_mismatch_message_counts(tmp_path):
@@ -172,7 +229,7 @@ def test_imagenet_without_network_fails_fast(monkeypatch):
     monkeypatch.setattr(registry, "_hub_reachable", lambda timeout=2.0: False)
     t = time.perf_counter()
     with pytest.raises(WeightsError, match="there is no network.*local file"):
-        create_model("e3", weights="imagenet")
+        create_backbone("e3", weights="imagenet")
     assert time.perf_counter() - t < 5
 
 
@@ -187,12 +244,14 @@ def test_imagenet_offline_hub_error_is_wrapped(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", fake)
     with pytest.raises(WeightsError, match="could not fetch ImageNet weights.*local file"):
-        create_model("resnet50", weights="imagenet")
+        create_backbone("resnet50", weights="imagenet")
 
 
 def test_imagenet_for_tiny_is_refused():
-    with pytest.raises(WeightsError, match="tiny variant .* has no ImageNet weights"):
-        create_model("vit", tiny=True, weights="imagenet")
+    with pytest.raises(
+        WeightsError, match="'vit_tiny': this scratch-only entry .* full entry 'vit'"
+    ):
+        create_backbone("vit_tiny", weights="imagenet")
 
 
 @pytest.mark.parametrize(
@@ -200,15 +259,18 @@ def test_imagenet_for_tiny_is_refused():
     [
         (
             lambda: get_spec("efficientnet"),
-            "unknown backbone 'efficientnet'; valid backbones are e3, e4, vit, swin, resnet50, inception_v3",
+            "unknown backbone 'efficientnet'; valid backbones are e3, e3_tiny, e4, e4_tiny, "
+            "vit, vit_tiny, swin, swin_tiny, resnet50, resnet50_tiny, inception_v3, "
+            "inception_v3_tiny",
         ),
-        (lambda: create_model("e5", tiny=True), "valid backbones are e3, e4"),
+        (lambda: create_backbone("e5_tiny"), "valid backbones are e3, e3_tiny, e4"),
+        (lambda: create_backbone("e3_tiny", img_size=8), "too small for backbone 'e3_tiny'"),
         (
-            lambda: create_model("inception_v3", img_size=64),
+            lambda: create_backbone("inception_v3", img_size=64),
             "too small for backbone 'inception_v3'",
         ),
     ],
-    ids=["get_spec", "create_model", "too-small"],
+    ids=["get_spec", "create_backbone", "too-small-tiny", "too-small"],
 )
 def test_bad_names_and_sizes(call, match):
     with pytest.raises(InputError, match=match):

@@ -43,7 +43,7 @@ def _weights(out):
 @pytest.mark.parametrize("val_fraction", [0.0, 0.25], ids=["last-epoch", "best-epoch"])
 def test_resume_gives_identical_weights(tmp_path, data, val_fraction):
     cohort, splits = data
-    cfg = tiny_config(backbones=["vit"], epochs=EPOCHS, val_fraction=val_fraction, batch_size=4)
+    cfg = tiny_config(backbones=["vit_tiny"], epochs=EPOCHS, val_fraction=val_fraction, batch_size=4)
     full = train_images(cohort, splits, cfg, tmp_path / "full", progress=False)
 
     calls = []
@@ -62,11 +62,11 @@ def test_resume_gives_identical_weights(tmp_path, data, val_fraction):
             progress=False,
             on_epoch_end=kill_after_epoch_2_of_fold_1,
         )
-    assert (tmp_path / "cut" / "checkpoints" / "vit" / "fold1.pt").is_file()
+    assert (tmp_path / "cut" / "checkpoints" / "vit_tiny" / "fold1.pt").is_file()
     assert not (tmp_path / "cut" / "image_scores.csv").exists()
 
     resumed = train_images(cohort, splits, cfg, tmp_path / "cut", resume=True, progress=False)
-    folds = resumed["backbones"]["vit"]["folds"]
+    folds = resumed["backbones"]["vit_tiny"]["folds"]
     assert [f["resumed_from_epoch"] for f in folds] == [0, 2]
 
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
@@ -75,10 +75,10 @@ def test_resume_gives_identical_weights(tmp_path, data, val_fraction):
         for key in a[name]:
             assert torch.equal(a[name][key], b[name][key]), (name, key)
     for k in range(2):
-        ha = json.loads((tmp_path / "full" / "logs" / "vit" / f"fold{k}.json").read_text())
-        hb = json.loads((tmp_path / "cut" / "logs" / "vit" / f"fold{k}.json").read_text())
+        ha = json.loads((tmp_path / "full" / "logs" / "vit_tiny" / f"fold{k}.json").read_text())
+        hb = json.loads((tmp_path / "cut" / "logs" / "vit_tiny" / f"fold{k}.json").read_text())
         assert ha["history"] == hb["history"]
-    assert full["backbones"]["vit"]["oof_auc"] == resumed["backbones"]["vit"]["oof_auc"]
+    assert full["backbones"]["vit_tiny"]["oof_auc"] == resumed["backbones"]["vit_tiny"]["oof_auc"]
 
 
 def test_existing_run_needs_resume_or_force(tmp_path, data):
@@ -98,4 +98,4 @@ def test_existing_run_needs_resume_or_force(tmp_path, data):
     again = train_images(
         cohort, splits, tiny_config(epochs=2), tmp_path / "run", resume=True, progress=False
     )
-    assert again["backbones"]["e3"]["folds"][0]["best_epoch"] in (1, 2)
+    assert again["backbones"]["e3_tiny"]["folds"][0]["best_epoch"] in (1, 2)

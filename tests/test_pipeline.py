@@ -31,7 +31,7 @@ def test_run_folder_holds_every_stage(mini_run):
     ):
         assert (mini_run / rel).is_file(), rel
     preds = pd.read_csv(mini_run / "predictions.csv")
-    assert {"p_stacker", "p_clinical_only", "p_image_only", "p_e3", "center"} <= set(preds.columns)
+    assert {"p_stacker", "p_clinical_only", "p_image_only", "p_e3_tiny", "center"} <= set(preds.columns)
     assert set(preds["split"]) == {"dev", "external"}
     meta = json.loads((mini_run / "bundle" / "bundle.json").read_text())
     assert meta["training_data"]["synthetic"] is True
@@ -88,7 +88,7 @@ def test_predict_prints_the_promised_json(mini_run, capsys):
     assert set(out["decisions"]) == {"youden", "sens90", "spec90"}
     for d in out["decisions"].values():
         assert d["call"] == ("infection" if out["probability"] >= d["threshold"] else "tumor")
-    assert set(out["backbone_scores"]) == {"e3"}
+    assert set(out["backbone_scores"]) == {"e3_tiny"}
     assert out["features"]["crp_abnormal"] == 1.0 and out["features"]["esr_abnormal"] == 0.0
     from multibone.bundle import BUNDLE_FORMAT_VERSION
 
@@ -124,7 +124,7 @@ def test_predict_agrees_with_the_cross_fitted_test_scores(mini_run):
         _lab_field(p.esr, p.esr_abnormal),
     )
     res = predict_case(load_bundle(mini_run / "bundle"), case)
-    assert res.backbone_scores["e3"] == pytest.approx(ext.p_e3, abs=1e-4)
+    assert res.backbone_scores["e3_tiny"] == pytest.approx(ext.p_e3_tiny, abs=1e-4)
     assert res.probability == pytest.approx(ext.p_stacker, abs=1e-4)
 
 
@@ -243,8 +243,8 @@ def test_explain_writes_pngs_json_and_a_clean_report(mini_run, tmp_path):
     total = shap["base_value"] + sum(shap["values"].values())
     assert 0.0 <= total <= 1.0 and shap["output_space"] == "probability"
     assert {(c["backbone"], c["method"]) for c in data["cams"]} == {
-        ("e3", "scorecam"),
-        ("e3", "gradcam"),
+        ("e3_tiny", "scorecam"),
+        ("e3_tiny", "gradcam"),
     }
     for c in data["cams"]:
         assert (out / c["file"]).stat().st_size > 100

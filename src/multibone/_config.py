@@ -85,6 +85,10 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # A class may name keys it no longer takes, with what to write instead.
+    for key, advice in getattr(cls, "REMOVED_KEYS", {}).items():
+        if key in data:
+            raise ConfigError(f"{where}.{key}: this key was removed; {advice}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(

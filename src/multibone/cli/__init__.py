@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "write a synthetic cohort (images + manifest.csv)"),
     "validate": ("validate", "check a cohort manifest against the data contract"),
     "inspect": ("inspect", "load one radiograph and print what multibone sees"),
+    "backbones": ("backbones", "list the backbone registry (CAM layer, input size, weights)"),
     "train-images": ("train_images", "train backbones cross-fitted; write patient scores"),
     "stack": ("stack", "fit and compare stackers on patient scores + clinical data"),
     "predict": ("predict", "score one case (or a CSV of cases) with a model bundle"),

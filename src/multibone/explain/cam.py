@@ -805,7 +805,7 @@ def explain_image(
     """CAM of one ROI crop with the chosen method; see :class:`CamResult`.
 
     Args:
-        model: one-logit backbone (e.g. ``multibone.imaging.create_model``).
+        model: one-logit backbone (e.g. ``multibone.imaging.create_backbone``).
         crop_tensor: float tensor (1, C, H, W), the normalised ROI crop as the
             model sees it; never modified.
         target_layer: the backbone's CAM layer (module or dotted path, e.g.
@@ -849,7 +849,7 @@ class CamBackbone:
     """A backbone ready for CAMs over a cohort.
 
     Attributes:
-        name: backbone short name (report label, e.g. ``"e3"``).
+        name: backbone registry name (report label, e.g. ``"e3"`` or ``"e3_tiny"``).
         model: the one-logit model.
         layer: its CAM layer (module or dotted path).
         prepare: maps a crop float32 (S, S) in [0, 1] to the model's input

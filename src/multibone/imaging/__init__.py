@@ -1,32 +1,38 @@
 """Imaging layer: backbone registry, training loop, cross-fitted scoring, aggregation.
 
-* :mod:`~multibone.imaging.registry`: :data:`BACKBONES`, :func:`get_spec`,
-  :func:`create_model` (one-logit timm models; weights none / imagenet / local file),
-  :func:`get_cam_layer`;
-* :class:`ImagingConfig`: the ``imaging:`` section of a run config;
-* :func:`train_images`: step 1 of the two-step CV (cross-fitted patient scores);
-* :class:`ImageScorer`, :func:`load_backbone_models`, :func:`preprocess`: scoring
-  and CAM input for new images.
+Modules, in import order (each imports only those above it):
+
+* :mod:`~multibone.imaging.registry`: :data:`BACKBONES`, :func:`list_backbones`,
+  :func:`get_spec`, :func:`create_backbone` (one-logit timm models; weights none /
+  imagenet / local file), :func:`get_cam_layer`;
+* :mod:`~multibone.imaging.aggregate`: image logits -> patient logit (:func:`aggregate`),
+  :func:`sigmoid`;
+* :mod:`~multibone.imaging.config`: :class:`ImagingConfig`, the ``imaging:`` section;
+* :mod:`~multibone.imaging.data`: crop decoding, :func:`preprocess`, normalisation, flips;
+* :mod:`~multibone.imaging.inference`: :func:`predict_logits`, the one inference path;
+* :mod:`~multibone.imaging.folds`: fold model files (:func:`load_fold`, ...);
+* :mod:`~multibone.imaging.train`: the training loop of one fold model;
+* :mod:`~multibone.imaging.crossfit`: :func:`train_images`, step 1 of the two-step CV;
+* :mod:`~multibone.imaging.scorer`: :class:`ImageScorer`, scoring new images.
 """
 
-from multibone.imaging.config import AGGREGATIONS, ImagingConfig
-from multibone.imaging.crossfit import aggregate, sigmoid, train_images
+from multibone.imaging.aggregate import AGGREGATIONS, aggregate, sigmoid
+from multibone.imaging.config import ImagingConfig
+from multibone.imaging.crossfit import train_images
 from multibone.imaging.data import GREY_POLICY, preprocess
+from multibone.imaging.folds import load_backbone_meta, load_backbone_models, load_fold
+from multibone.imaging.inference import predict_logits
 from multibone.imaging.registry import (
     BACKBONES,
     BackboneSpec,
     check_weights_source,
-    create_model,
+    create_backbone,
     get_cam_layer,
     get_spec,
+    list_backbones,
     load_weights_file,
 )
-from multibone.imaging.scorer import (
-    ImageScorer,
-    load_backbone_meta,
-    load_backbone_models,
-    load_fold,
-)
+from multibone.imaging.scorer import ImageScorer
 
 __all__ = [
     "AGGREGATIONS",
@@ -37,13 +43,15 @@ __all__ = [
     "ImagingConfig",
     "aggregate",
     "check_weights_source",
-    "create_model",
+    "create_backbone",
     "get_cam_layer",
     "get_spec",
+    "list_backbones",
     "load_backbone_meta",
     "load_backbone_models",
     "load_fold",
     "load_weights_file",
+    "predict_logits",
     "preprocess",
     "sigmoid",
     "train_images",

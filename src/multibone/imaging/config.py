@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from multibone.errors import ConfigError
+from multibone.imaging.registry import BACKBONES
 
-AGGREGATIONS: tuple[str, ...] = ("mean_logit", "max", "all_positive")
 FLIPS: tuple[str, ...] = ("horizontal", "vertical")
 NORMALIZATIONS: tuple[str, ...] = ("dataset", "pretrained")
 
@@ -23,9 +23,10 @@ class ImagingConfig:
 
     Attributes
     ----------
-    backbones: short names from :data:`multibone.imaging.registry.BACKBONES`
-        (paper: e3, e4, vit, swin); an empty list means no imaging stage (clinical only).
-    tiny: use the tiny variant of each backbone (CPU tests and demo).
+    backbones: registry names from :data:`multibone.imaging.registry.BACKBONES`
+        (paper: e3, e4, vit, swin; CPU tests and demo: e3_tiny, e4_tiny, vit_tiny,
+        swin_tiny); an empty list means no imaging stage (clinical only). Outputs
+        name each backbone exactly as given here.
     img_size: square side, pixels, that each ROI crop is resized to (paper: 224).
     epochs: training epochs per fold model (paper: 100).
     batch_size: images per optimiser step, summed over all GPUs under torchrun (paper: 128).
@@ -57,7 +58,6 @@ class ImagingConfig:
     """
 
     backbones: list[str] = dataclasses.field(default_factory=lambda: ["e3", "e4", "vit", "swin"])
-    tiny: bool = False
     img_size: int = 224
     epochs: int = 100
     batch_size: int = 128
@@ -84,9 +84,13 @@ class ImagingConfig:
     cache_dir: str = ""
     num_threads: int = 0
 
-    def __post_init__(self) -> None:
-        from multibone.imaging.registry import BACKBONES
+    #: Keys of older configs, with what to write instead (read by ``_config.from_dict``).
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        "tiny": "name the tiny registry entries in imaging.backbones instead, e.g. "
+        "[e3_tiny, e4_tiny, vit_tiny, swin_tiny] (see `multibone backbones`)",
+    }
 
+    def __post_init__(self) -> None:
         where = "imaging"
         bad = [b for b in self.backbones if b not in BACKBONES]
         if bad:

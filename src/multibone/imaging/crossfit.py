@@ -6,7 +6,7 @@ validation split OF THOSE FOLDS), then scores the patients of fold k. So every
 development patient's score comes from a model that never saw that patient.
 Test and external patients get the mean of the K fold models' logits.
 
-Image logits become patient scores by :func:`aggregate`; the patient columns
+Image logits become patient scores by :func:`multibone.imaging.aggregate.aggregate`; the patient columns
 of ``patient_scores.csv`` are probabilities (sigmoid of the aggregated logit).
 
 Output folder (``out_dir``)::
@@ -39,13 +39,17 @@ import torch
 from multibone import __version__
 from multibone._atomic import atomic_path
 from multibone._config import to_dict, write_yaml
+from multibone.cohort.splits import check_no_leakage
 from multibone.errors import ConfigError, InputError
-from multibone.imaging.config import AGGREGATIONS, ImagingConfig
+from multibone.imaging.aggregate import aggregate, sigmoid
+from multibone.imaging.config import ImagingConfig
 from multibone.imaging.data import load_crops, norm_stats
+from multibone.imaging.folds import META_FORMAT, load_fold
+from multibone.imaging.inference import predict_logits
 from multibone.imaging.registry import (
     GREY_POLICY,
     check_weights_source,
-    create_model,
+    create_backbone,
     get_spec,
     timm_kwargs,
 )
@@ -54,18 +58,16 @@ from multibone.imaging.train import (
     EpochCallback,
     barrier,
     derive_seed,
+    determinism,
     dist_from_env,
     fit,
     init_distributed,
-    predict_logits,
     resolve_device,
     seeded_rng,
 )
-from multibone.stats import auc_or_nan
 
 log = logging.getLogger(__name__)
 
-META_FORMAT = 1
 ROI_COLUMNS = ("roi_x0", "roi_y0", "roi_x1", "roi_y1")
 # Settings that change no number of the result: a resume may differ in these.
 _NOT_FINGERPRINTED = (
@@ -78,30 +80,14 @@ _NOT_FINGERPRINTED = (
 )
 
 
-def aggregate(logits: Sequence[float] | np.ndarray, rule: str = "mean_logit") -> float:
-    """Image logits of one patient -> the patient's logit.
+def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
 
-    ``mean_logit``: mean of the logits (default); ``max``: the most positive view;
-    ``all_positive``: positive only when every view is (seed 003), i.e. the minimum.
-    """
-    a = np.asarray(logits, dtype=np.float64).reshape(-1)
-    if a.size == 0:
-        raise InputError("aggregate: a patient has no image scores")
-    if rule == "mean_logit":
-        return float(a.mean())
-    if rule == "max":
-        return float(a.max())
-    if rule == "all_positive":
-        return float(a.min())
-    raise InputError(f"aggregation {rule!r} is not one of {', '.join(AGGREGATIONS)}")
-
-
-def sigmoid(x: np.ndarray | float) -> np.ndarray:
-    """Logit -> probability in [0, 1] (numerically stable)."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(
-        x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))
-    )
+    y = np.asarray(y, dtype=float)
+    ok = ~np.isnan(y)
+    if ok.sum() < 2 or len(np.unique(y[ok])) < 2:
+        return None
+    return float(roc_auc_score(y[ok], np.asarray(s)[ok]))
 
 
 def _sha(obj: object) -> str:
@@ -213,8 +199,6 @@ def _inner_for_fold(
     patients: pd.DataFrame, k: int, config: ImagingConfig
 ) -> tuple[list[str], list[str], list[str]]:
     """(train ids, inner validation ids, held-out ids) of dev fold ``k``, leakage-checked."""
-    from multibone.cohort.splits import check_no_leakage
-
     dev = patients[patients["split"] == "dev"]
     pool = dev[dev["fold"] != k]
     held = dev.loc[dev["fold"] == k, "patient_id"].tolist()
@@ -346,7 +330,7 @@ def _train_images(
     # before anything is written.
     inner = {k: _inner_for_fold(patients, k, config) for k in folds}
     for backbone in config.backbones:  # fail before writing anything
-        check_weights_source(backbone, tiny=config.tiny, weights=config.weights_for(backbone))
+        check_weights_source(backbone, weights=config.weights_for(backbone))
     # Under torchrun, each rank takes the GPU of its LOCAL_RANK.
     device = resolve_device(config.device, dist_from_env())
     dist = init_distributed(device)
@@ -466,13 +450,13 @@ def _train_fold(
     val_y = labels.loc[val_ids].to_numpy().astype(float)
 
     weights = config.weights_for(backbone)
-    seed = derive_seed(config.seed, backbone, k)
+    # Seeds follow the family (e3 for e3 and e3_tiny): the registry name changes no number.
+    seed = derive_seed(config.seed, spec.family, k)
     desc = f"{backbone} fold {k}"
     t0 = time.perf_counter()
     with seeded_rng(derive_seed(seed, "torch", dist.rank), device):
-        model = create_model(
+        model = create_backbone(
             backbone,
-            tiny=config.tiny,
             weights=weights,
             img_size=config.img_size,
             in_chans=3,
@@ -485,9 +469,7 @@ def _train_fold(
         else:
             m, s = norm_stats(train_x)
             mean, std = [m] * 3, [s] * 3
-        from multibone.imaging.train import _determinism
-
-        with _determinism(config.deterministic, device):
+        with determinism(config.deterministic, device):
             result = fit(
                 model,
                 train_x,
@@ -525,11 +507,11 @@ def _train_fold(
             "format": META_FORMAT,
             "multibone": __version__,
             "backbone": backbone,
-            "arch": spec.arch(config.tiny),
-            "timm_kwargs": timm_kwargs(spec, tiny=config.tiny, img_size=config.img_size),
-            "tiny": config.tiny,
+            "arch": spec.timm_name,
+            "timm_kwargs": timm_kwargs(spec, img_size=config.img_size),
+            "family": spec.family,
             "kind": spec.kind,
-            "cam_layer": spec.layer(config.tiny),
+            "cam_layer": spec.cam_layer,
             "img_size": config.img_size,
             "in_chans": 3,
             "num_classes": 1,
@@ -587,8 +569,6 @@ def _score_backbone(
     device: torch.device,
 ) -> np.ndarray:
     """Logit per image: fold k's model for dev fold k, the mean of all fold models otherwise."""
-    from multibone.imaging.scorer import load_fold
-
     out = np.full(len(table), np.nan, dtype=np.float64)
     dev = (table["split"] == "dev").to_numpy()
     rest = np.flatnonzero(~dev)
@@ -636,7 +616,6 @@ def _summary(
     out: dict = {
         "multibone": __version__,
         "aggregation": config.aggregation,
-        "tiny": config.tiny,
         "img_size": config.img_size,
         "epochs": config.epochs,
         "n_folds": len(folds),
@@ -649,17 +628,15 @@ def _summary(
     for b in config.backbones:
         entry: dict = {}
         dev = ps[ps["split"] == "dev"]
-        entry["oof_auc"] = _clean(auc_or_nan(dev["label"].to_numpy(), dev[b].to_numpy()))
+        entry["oof_auc"] = _auc(dev["label"].to_numpy(), dev[b].to_numpy())
         for s in ("test", "external"):
             part = ps[ps["split"] == s]
             entry[f"{s}_auc"] = (
-                _clean(auc_or_nan(part["label"].to_numpy(), part[b].to_numpy()))
-                if len(part)
-                else None
+                _auc(part["label"].to_numpy(), part[b].to_numpy()) if len(part) else None
             )
         for info in fold_info[b]:
             part = dev[dev["fold"] == info["fold"]]
-            info["heldout_auc"] = _clean(auc_or_nan(part["label"].to_numpy(), part[b].to_numpy()))
+            info["heldout_auc"] = _auc(part["label"].to_numpy(), part[b].to_numpy())
         entry["folds"] = fold_info[b]
         out["backbones"][b] = entry
     return out

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multibone.errors import InputError
 from multibone.imaging.registry import GREY_POLICY
+from multibone.io import CropCache, crop_roi, read_radiograph, resize_square
 
 __all__ = [
     "GREY_POLICY",
@@ -33,6 +34,7 @@ __all__ = [
     "normalise",
     "preprocess",
     "random_flips",
+    "resize_crops",
 ]
 
 Roi = tuple[float, float, float, float] | None
@@ -98,12 +100,6 @@ def random_flips(
     return out
 
 
-def _resize(crop: np.ndarray, size: int) -> np.ndarray:
-    from multibone.io import resize_square
-
-    return resize_square(crop, size)
-
-
 def _check_crop(crop: object, i: int) -> np.ndarray:
     a = np.asarray(crop)
     if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
@@ -124,26 +120,37 @@ def _check_crop(crop: object, i: int) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+def resize_crops(crops: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """Checked crops -> float32 CPU tensor ``(N, S, S)`` in [0, 1], S = ``size``.
+
+    ``crops``: float ``(H, W)`` arrays in [0, 1], any size; resized with
+    :func:`multibone.io.resize_square` unless already ``size x size``.
+    """
+    size = int(size)
+    out = np.empty((len(crops), size, size), dtype=np.float32)
+    for i, c in enumerate(crops):
+        a = _check_crop(c, i)
+        out[i] = a if a.shape == (size, size) else resize_square(a, size)
+    return torch.from_numpy(out)
+
+
 def preprocess(crops: Sequence[np.ndarray], meta: Mapping) -> torch.Tensor:
-    """Crops -> model input exactly as in training.
+    """Crops -> model input exactly as in training (for CAMs, which take the normalised input).
 
     Parameters
     ----------
     crops: float32 ``(H, W)`` arrays in [0, 1], bone bright, already cut to the ROI
         (with the same ``crop_margin`` as in ``meta``), any size.
     meta: the json metadata saved with a fold model (``img_size``, ``norm_mean``,
-        ``norm_std``); see :func:`multibone.imaging.scorer.load_backbone_meta`.
+        ``norm_std``); see :func:`multibone.imaging.folds.load_backbone_meta`.
 
     Returns float32 CPU tensor ``(N, 3, S, S)``, S = ``meta['img_size']``.
     """
     size = int(meta["img_size"])
     if len(crops) == 0:
         return torch.zeros((0, 3, size, size), dtype=torch.float32)
-    out = np.empty((len(crops), size, size), dtype=np.float32)
-    for i, c in enumerate(crops):
-        a = _check_crop(c, i)
-        out[i] = a if a.shape == (size, size) else _resize(a, size)
-    return normalise(torch.from_numpy(out), meta["norm_mean"], meta["norm_std"]).contiguous()
+    x = resize_crops(crops, size)
+    return normalise(x, meta["norm_mean"], meta["norm_std"]).contiguous()
 
 
 class DecodingDataset(Dataset):
@@ -176,13 +183,9 @@ class DecodingDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         if self.cache_dir is not None:
             if self._cache is None:
-                from multibone.io import CropCache
-
                 self._cache = CropCache(self.cache_dir)
             crop = self._cache.get(self.paths[i], self.rois[i], self.size, margin=self.margin)
         else:
-            from multibone.io import crop_roi, read_radiograph, resize_square
-
             pixels = read_radiograph(self.paths[i]).pixels
             crop = resize_square(crop_roi(pixels, self.rois[i], margin=self.margin), self.size)
         return torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)).unsqueeze(0)
@@ -206,8 +209,6 @@ def load_crops(
     if n == 0:
         return torch.zeros((0, size, size), dtype=torch.float32)
     if num_workers == 0:
-        from multibone.io import CropCache
-
         cache = CropCache(Path(cache_dir) if cache_dir else None)
         arr = cache.load_many(
             [str(p) for p in paths], list(rois), size, margin=margin, progress=progress

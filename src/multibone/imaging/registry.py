@@ -1,15 +1,19 @@
-"""Backbone registry: short name -> timm architecture, CAM layer, input size, tiny variant.
+"""Backbone registry, in the manner of timm's: one frozen spec per name, one factory.
 
-One entry per backbone. :func:`create_model` is the only factory: it builds a
-timm model with ONE output logit (shape ``(B, 1)``), optionally loading weights
-from the timm hub (``"imagenet"``) or from a local file (safetensors or a
-PyTorch state dict) with key remapping.
+Every registry entry is a name (``e3``, ``e3_tiny``, ...) with its timm
+architecture, CAM layer, default input size and creation kwargs.
+:func:`create_backbone` is the only factory: it builds a timm model with ONE
+output logit (shape ``(B, 1)``), optionally loading weights from the timm hub
+(``"imagenet"``) or from a local file (safetensors or a PyTorch state dict)
+with key remapping. :func:`list_backbones` lists names matching a pattern
+(``"*_tiny"``), as ``timm.list_models`` does.
 
-Tiny variants are the same family with few parameters, for CPU tests and the
-demo (hundreds of 64 px images per second on two CPU cores). Choices:
+``<name>_tiny`` entries are the same family with few parameters, trained from
+scratch, for CPU tests and the demo (hundreds of 64 px images per second on two
+CPU cores):
 
 =============  ===============================  =====================================
-short name     full timm model                  tiny variant
+full entry     timm model                       ``_tiny`` entry
 =============  ===============================  =====================================
 e3             efficientnet_b3                  ``test_efficientnet`` (timm's test EfficientNet)
 e4             efficientnet_b4                  ``test_efficientnet`` x1.25 wider (B4 is
@@ -25,9 +29,15 @@ inception_v3   inception_v3                     ``inception_next_atto`` -- a STA
                                                 CNN in timm. Not the same architecture.
 =============  ===============================  =====================================
 
+Run outputs name a backbone by its registry name exactly as the config gives it
+(``e3_tiny``): the columns of ``image_scores.csv`` / ``patient_scores.csv`` /
+``predictions.csv``, the ``weights/<name>/`` folders, the bundle's backbone list
+and the dashboard labels. Seeds are derived from :attr:`BackboneSpec.family`
+(``e3`` for both ``e3`` and ``e3_tiny``), so naming a variant changes no number.
+
 CAM layers: full models hook their last feature stage (stride 32: a 7 x 7 map at
 224 px; ViT/Swin: the last block's ``norm1``, as pytorch-grad-cam advises). Tiny
-variants hook their stride-8 stage instead: at demo sizes (48-64 px) the last stage
+entries hook their stride-8 stage instead: at demo sizes (48-64 px) the last stage
 is 2 x 2, too coarse to show where in the crop the evidence lies, while stride 8
 gives 6 x 6 to 8 x 8 (the tiny ViT's 8 px patches give the same grid at its last block).
 
@@ -40,11 +50,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import logging
 import os
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import torch
@@ -62,126 +74,166 @@ HUB_HOST = ("huggingface.co", 443)
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
-    """One registered backbone.
+    """One registry entry (immutable).
 
     Attributes
     ----------
-    name: short name used in configs, outputs and column names (``e3``).
-    timm_name: timm architecture of the full model.
-    tiny_timm_name: timm architecture of the tiny variant (same family).
-    input_size: native input size of the full model in pixels (square side).
-    cam_layer: dotted module path (``model.get_submodule``) a CAM should hook, full model.
-    tiny_cam_layer: same for the tiny variant.
+    name: registry name used in configs, outputs and column names (``e3``, ``e3_tiny``).
+    timm_name: timm architecture passed to ``timm.create_model``.
+    input_size: default square input side in pixels.
+    cam_layer: dotted module path (``model.get_submodule``) a CAM should hook.
     kind: ``cnn`` (NCHW feature maps), ``vit`` (tokens, prefix tokens first) or
         ``swin`` (NHWC feature maps).
-    tiny_kwargs: extra ``timm.create_model`` keyword arguments of the tiny variant.
-    tiny_input_size: default side of the tiny variant (pixels).
-    min_input_size: smallest accepted side in pixels (full model).
+    kwargs: extra ``timm.create_model`` keyword arguments (read-only mapping).
+    min_input_size: smallest accepted side in pixels.
+    hub_weights: ImageNet weights exist on the timm hub for this entry
+        (``False``: scratch-only, ``weights: none``).
+    family: the full-size entry this one is a variant of (itself for full entries).
+        Training seeds are derived from it, so ``e3`` and ``e3_tiny`` draw alike.
+    description: one line for listings.
     """
 
     name: str
     timm_name: str
-    tiny_timm_name: str
     input_size: int
     cam_layer: str
-    tiny_cam_layer: str
     kind: Literal["cnn", "vit", "swin"]
-    tiny_kwargs: Mapping[str, object] = dataclasses.field(default_factory=dict)
-    tiny_input_size: int = 64
+    kwargs: Mapping[str, object] = dataclasses.field(default_factory=dict)
     min_input_size: int = 32
+    hub_weights: bool = True
+    family: str = ""
     description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     @property
     def takes_img_size(self) -> bool:
         """ViT and Swin fix their token grid at creation: they must be built at the train size."""
         return self.kind in ("vit", "swin")
 
-    def arch(self, tiny: bool) -> str:
-        return self.tiny_timm_name if tiny else self.timm_name
 
-    def layer(self, tiny: bool) -> str:
-        return self.tiny_cam_layer if tiny else self.cam_layer
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    s.name: s
-    for s in (
-        BackboneSpec(
-            name="e3",
-            timm_name="efficientnet_b3",
-            tiny_timm_name="test_efficientnet",
-            input_size=300,
-            cam_layer="bn2",
-            tiny_cam_layer="blocks.2",
-            kind="cnn",
-            description="EfficientNet-B3 (seed 004)",
-        ),
-        BackboneSpec(
-            name="e4",
-            timm_name="efficientnet_b4",
-            tiny_timm_name="test_efficientnet",
-            input_size=380,
-            cam_layer="bn2",
-            tiny_cam_layer="blocks.2",
-            kind="cnn",
-            tiny_kwargs={"channel_multiplier": 1.25},
-            description="EfficientNet-B4 (seed 004)",
-        ),
-        BackboneSpec(
-            name="vit",
-            timm_name="vit_base_patch16_224",
-            tiny_timm_name="test_vit",
-            input_size=224,
-            cam_layer="blocks.11.norm1",
-            tiny_cam_layer="blocks.3.norm1",
-            kind="vit",
-            tiny_kwargs={"patch_size": 8, "depth": 4},
-            min_input_size=16,
-            description="ViT-B/16 (seed 004)",
-        ),
-        BackboneSpec(
-            name="swin",
-            timm_name="swin_base_patch4_window7_224",
-            tiny_timm_name="swin_tiny_patch4_window7_224",
-            input_size=224,
-            cam_layer="layers.3.blocks.1.norm1",
-            tiny_cam_layer="layers.1.blocks.0.norm1",
-            kind="swin",
-            tiny_kwargs={
-                "embed_dim": 24,
-                "depths": (1, 1, 1, 1),
-                "num_heads": (1, 2, 2, 4),
-                "window_size": 4,
-            },
-            description="Swin-B (seed 004)",
-        ),
-        BackboneSpec(
-            name="resnet50",
-            timm_name="resnet50",
-            tiny_timm_name="test_resnet",
-            input_size=224,
-            cam_layer="layer4",
-            tiny_cam_layer="layer2",
-            kind="cnn",
-            description="ResNet-50 (seed 001; RadImageNet weights via a local file)",
-        ),
-        BackboneSpec(
-            name="inception_v3",
-            timm_name="inception_v3",
-            tiny_timm_name="inception_next_atto",
-            input_size=299,
-            cam_layer="Mixed_7c",
-            tiny_cam_layer="stages.1",
-            kind="cnn",
-            min_input_size=75,
-            description="Inception-V3 (seed 001); tiny variant is an InceptionNeXt stand-in",
-        ),
+def _tiny(
+    family: str, timm_name: str, cam_layer: str, kind: str, description: str, **kwargs: object
+) -> BackboneSpec:
+    """The scratch-only ``<family>_tiny`` entry (64 px default, 16 px minimum)."""
+    return BackboneSpec(
+        name=f"{family}_tiny",
+        timm_name=timm_name,
+        input_size=64,
+        cam_layer=cam_layer,
+        kind=kind,  # type: ignore[arg-type]
+        kwargs=kwargs,
+        min_input_size=16,
+        hub_weights=False,
+        family=family,
+        description=description,
     )
-}
+
+
+_SPECS = (
+    BackboneSpec(
+        name="e3",
+        timm_name="efficientnet_b3",
+        input_size=300,
+        cam_layer="bn2",
+        kind="cnn",
+        description="EfficientNet-B3 (seed 004)",
+    ),
+    _tiny("e3", "test_efficientnet", "blocks.2", "cnn", "tiny EfficientNet (CPU tests, demo)"),
+    BackboneSpec(
+        name="e4",
+        timm_name="efficientnet_b4",
+        input_size=380,
+        cam_layer="bn2",
+        kind="cnn",
+        description="EfficientNet-B4 (seed 004)",
+    ),
+    _tiny(
+        "e4",
+        "test_efficientnet",
+        "blocks.2",
+        "cnn",
+        "tiny EfficientNet x1.25 wider (CPU tests, demo)",
+        channel_multiplier=1.25,
+    ),
+    BackboneSpec(
+        name="vit",
+        timm_name="vit_base_patch16_224",
+        input_size=224,
+        cam_layer="blocks.11.norm1",
+        kind="vit",
+        min_input_size=16,
+        description="ViT-B/16 (seed 004)",
+    ),
+    _tiny(
+        "vit",
+        "test_vit",
+        "blocks.3.norm1",
+        "vit",
+        "tiny ViT, patch 8, depth 4 (CPU tests, demo)",
+        patch_size=8,
+        depth=4,
+    ),
+    BackboneSpec(
+        name="swin",
+        timm_name="swin_base_patch4_window7_224",
+        input_size=224,
+        cam_layer="layers.3.blocks.1.norm1",
+        kind="swin",
+        description="Swin-B (seed 004)",
+    ),
+    _tiny(
+        "swin",
+        "swin_tiny_patch4_window7_224",
+        "layers.1.blocks.0.norm1",
+        "swin",
+        "tiny Swin, embed 24, one block per stage (CPU tests, demo)",
+        embed_dim=24,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 2, 2, 4),
+        window_size=4,
+    ),
+    BackboneSpec(
+        name="resnet50",
+        timm_name="resnet50",
+        input_size=224,
+        cam_layer="layer4",
+        kind="cnn",
+        description="ResNet-50 (seed 001; RadImageNet weights via a local file)",
+    ),
+    _tiny("resnet50", "test_resnet", "layer2", "cnn", "tiny ResNet (CPU tests)"),
+    BackboneSpec(
+        name="inception_v3",
+        timm_name="inception_v3",
+        input_size=299,
+        cam_layer="Mixed_7c",
+        kind="cnn",
+        min_input_size=75,
+        description="Inception-V3 (seed 001)",
+    ),
+    _tiny(
+        "inception_v3",
+        "inception_next_atto",
+        "stages.1",
+        "cnn",
+        "InceptionNeXt-atto, a STAND-IN: not the Inception-V3 architecture (CPU tests)",
+    ),
+)
+
+#: Registry name -> spec (read-only).
+BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType({s.name: s for s in _SPECS})
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """Registry names matching the shell-style ``pattern`` (``"*_tiny"``), in registry order."""
+    return [n for n in BACKBONES if fnmatch.fnmatchcase(n, pattern)]
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The registered :class:`BackboneSpec` of short name ``name``.
+    """The :class:`BackboneSpec` of registry name ``name``.
 
     Raises InputError listing the valid names.
     """
@@ -193,11 +245,11 @@ def get_spec(name: str) -> BackboneSpec:
         ) from None
 
 
-def timm_kwargs(spec: BackboneSpec, *, tiny: bool, img_size: int | None) -> dict:
+def timm_kwargs(spec: BackboneSpec, *, img_size: int | None) -> dict:
     """Architecture keyword arguments for ``timm.create_model`` (besides num_classes/in_chans)."""
-    kwargs: dict = dict(spec.tiny_kwargs) if tiny else {}
+    kwargs: dict = dict(spec.kwargs)
     if spec.takes_img_size:
-        kwargs["img_size"] = int(img_size or (spec.tiny_input_size if tiny else spec.input_size))
+        kwargs["img_size"] = int(img_size or spec.input_size)
     return kwargs
 
 
@@ -225,21 +277,19 @@ def _offline_env() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def create_model(
+def create_backbone(
     name: str,
     *,
-    tiny: bool = False,
     weights: str | Path = "none",
     img_size: int | None = None,
     in_chans: int = 3,
     seed: int | None = None,
 ) -> nn.Module:
-    """Build backbone ``name`` as a timm model with one output logit.
+    """Build registry entry ``name`` as a timm model with one output logit.
 
     Parameters
     ----------
-    name: registered short name (see :data:`BACKBONES`).
-    tiny: build the tiny variant (CPU tests and demo).
+    name: registry name (see :data:`BACKBONES`, :func:`list_backbones`).
     weights: ``"none"`` (random init), ``"imagenet"`` (timm hub; needs a network,
         or a filled hub cache with ``HF_HUB_OFFLINE=1``), or a path to a local
         ``.safetensors`` / PyTorch state-dict file (keys remapped, classifier dropped).
@@ -258,20 +308,20 @@ def create_model(
     import timm
 
     spec = get_spec(name)
-    size = int(img_size or (spec.tiny_input_size if tiny else spec.input_size))
-    minimum = 16 if tiny else spec.min_input_size
-    if size < minimum:
-        raise InputError(f"img_size {size} is too small for backbone {name!r}; use >= {minimum} px")
-    arch = spec.arch(tiny)
-    kwargs = timm_kwargs(spec, tiny=tiny, img_size=size)
+    size = int(img_size or spec.input_size)
+    if size < spec.min_input_size:
+        raise InputError(
+            f"img_size {size} is too small for backbone {name!r}; use >= {spec.min_input_size} px"
+        )
+    kwargs = timm_kwargs(spec, img_size=size)
     kwargs.update(num_classes=1, in_chans=in_chans)
     w = str(weights)
     with _seeded(seed):
         if w == "none":
-            return timm.create_model(arch, pretrained=False, **kwargs)
+            return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
         if w == "imagenet":
-            return _create_from_hub(spec, arch, tiny, kwargs)
-        model = timm.create_model(arch, pretrained=False, **kwargs)
+            return _create_from_hub(spec, kwargs)
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
     load_weights_file(model, w)
     return model
 
@@ -284,19 +334,19 @@ def _hub_hint(arch: str) -> str:
     )
 
 
-def check_weights_source(name: str, *, tiny: bool, weights: str | Path) -> None:
-    """Cheap checks of a weight source before any work: tiny + imagenet, no network
-    for imagenet, local file missing. Raises WeightsError (InputError for a bad name)."""
+def check_weights_source(name: str, *, weights: str | Path) -> None:
+    """Cheap checks of a weight source before any work: imagenet for a scratch-only entry,
+    no network for imagenet, local file missing. Raises WeightsError (InputError for a bad name)."""
     spec = get_spec(name)
-    arch = spec.arch(tiny)
+    arch = spec.timm_name
     w = str(weights)
     if w == "none":
         return
     if w == "imagenet":
-        if tiny:
+        if not spec.hub_weights:
             raise WeightsError(
-                f"backbone {spec.name!r}: the tiny variant ({arch}) has no ImageNet weights; "
-                "use weights: none for tiny models"
+                f"backbone {spec.name!r}: this scratch-only entry ({arch}) has no ImageNet "
+                f"weights; use weights: none, or the full entry {spec.family!r}"
             )
         if not _offline_env() and not _hub_reachable():
             raise WeightsError(
@@ -312,18 +362,45 @@ def check_weights_source(name: str, *, tiny: bool, weights: str | Path) -> None:
         )
 
 
-def _create_from_hub(spec: BackboneSpec, arch: str, tiny: bool, kwargs: dict) -> nn.Module:
+def _create_from_hub(spec: BackboneSpec, kwargs: dict) -> nn.Module:
     import timm
 
-    check_weights_source(spec.name, tiny=tiny, weights="imagenet")
-    hint = _hub_hint(arch)
+    check_weights_source(spec.name, weights="imagenet")
+    arch = spec.timm_name
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as exc:  # the hub raises many types (OSError, HTTP, LocalEntryNotFound)
         raise WeightsError(
             f"backbone {spec.name!r}: could not fetch ImageNet weights for {arch} from the "
-            f"timm hub ({type(exc).__name__}: {exc}); {hint}"
+            f"timm hub ({type(exc).__name__}: {exc}); {_hub_hint(arch)}"
         ) from exc
+
+
+def hub_weights_cached(spec: BackboneSpec) -> bool:
+    """Whether the hub weights of ``spec`` are already on this machine (no network used).
+
+    Looks in the Hugging Face hub cache (``timm/<arch>.<tag>``) and in torch hub's
+    checkpoint folder (older timm weights come by URL). False for scratch-only entries.
+    """
+    if not spec.hub_weights:
+        return False
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(spec.timm_name)
+    except Exception:  # an architecture without a pretrained config has no hub weights
+        return False
+    if cfg is None:
+        return False
+    if cfg.hf_hub_id:
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(cfg.hf_hub_id, filename), str):
+                return True
+    if cfg.url:
+        checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+        return (checkpoints / cfg.url.rsplit("/", 1)[-1]).is_file()
+    return False
 
 
 # --------------------------------------------------------------------------- local weight files
@@ -475,15 +552,15 @@ def load_weights_file(model: nn.Module, path: str | Path) -> dict:
     return {"loaded": len(fitted), "dropped_classifier": dropped}
 
 
-def get_cam_layer(model: nn.Module, spec: BackboneSpec | str, tiny: bool) -> nn.Module:
-    """The module a CAM should hook (last feature stage) for a model built by :func:`create_model`.
+def get_cam_layer(model: nn.Module, spec: BackboneSpec | str) -> nn.Module:
+    """The module a CAM should hook (a feature stage) of a model built by :func:`create_backbone`.
 
     Accepts a DistributedDataParallel-wrapped model too. Raises InputError when the path is missing.
     """
     if isinstance(spec, str):
         spec = get_spec(spec)
     inner = getattr(model, "module", model)
-    path = spec.layer(tiny)
+    path = spec.cam_layer
     try:
         return inner.get_submodule(path)
     except AttributeError:

@@ -1,17 +1,12 @@
 """Scoring new images with trained fold models (predict, explain, dashboard).
 
-A weights folder holds ``<backbone>/fold<k>.safetensors`` and ``fold<k>.json``
-per backbone (written by :func:`multibone.imaging.train_images`). The json
-states everything needed to rebuild the model and its input: timm
-architecture and kwargs, image size, channel policy, normalisation, crop margin
-and aggregation rule. Models are rebuilt from the json, not from the registry,
-so a folder stays loadable if registry defaults change.
+:class:`ImageScorer` holds every fold model of each backbone (read with
+:mod:`multibone.imaging.folds`) and scores crops through the one inference path,
+:func:`multibone.imaging.inference.predict_logits`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,9 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from multibone.errors import BundleError, InputError, WeightsError
-from multibone.imaging.crossfit import META_FORMAT, aggregate, sigmoid
-from multibone.imaging.data import preprocess
+from multibone.errors import BundleError, InputError
+from multibone.imaging.aggregate import aggregate, sigmoid
+from multibone.imaging.data import preprocess, resize_crops
+from multibone.imaging.folds import (
+    fold_numbers,
+    load_backbone_meta,
+    load_backbone_models,
+    load_fold,
+)
+from multibone.imaging.inference import predict_logits
 
 __all__ = [
     "ImageScorer",
@@ -30,87 +32,6 @@ __all__ = [
     "load_fold",
     "preprocess",
 ]
-
-_FOLD_FILE = re.compile(r"fold(\d+)\.json$")
-
-
-def _fold_numbers(weights_dir: Path, backbone: str) -> list[int]:
-    folder = weights_dir / backbone
-    if not folder.is_dir():
-        present = (
-            sorted(p.name for p in weights_dir.iterdir() if p.is_dir())
-            if weights_dir.is_dir()
-            else []
-        )
-        raise BundleError(
-            f"{folder}: no weights for backbone {backbone!r}; backbones present: "
-            f"{', '.join(present) or '(none)'}"
-        )
-    ks = sorted(int(m.group(1)) for p in folder.iterdir() if (m := _FOLD_FILE.match(p.name)))
-    if not ks:
-        raise BundleError(f"{folder}: no fold<k>.json / fold<k>.safetensors files")
-    return ks
-
-
-def _read_meta(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path}: unreadable model metadata ({exc})") from exc
-    if meta.get("format") != META_FORMAT:
-        raise BundleError(f"{path}: unknown metadata format {meta.get('format')!r}")
-    return meta
-
-
-def load_fold(weights_dir: str | Path, backbone: str, fold: int) -> tuple[nn.Module, dict]:
-    """Rebuild one fold model (eval mode, CPU, float32) and its metadata dict."""
-    import timm
-    from safetensors.torch import load_file
-
-    weights_dir = Path(weights_dir)
-    meta = _read_meta(weights_dir / backbone / f"fold{fold}.json")
-    file = weights_dir / backbone / f"fold{fold}.safetensors"
-    if not file.is_file():
-        raise BundleError(f"{file}: weights file missing")
-    kwargs = dict(meta.get("timm_kwargs") or {})
-    for key, value in list(kwargs.items()):
-        if isinstance(value, list):  # json turned tuples (depths, heads) into lists
-            kwargs[key] = tuple(value)
-    model = timm.create_model(
-        meta["arch"],
-        pretrained=False,
-        num_classes=int(meta.get("num_classes", 1)),
-        in_chans=int(meta.get("in_chans", 3)),
-        **kwargs,
-    )
-    try:
-        state = load_file(str(file))
-        model.load_state_dict(state, strict=True)
-    except Exception as exc:
-        raise WeightsError(f"{file}: does not fit {meta['arch']} ({exc})") from exc
-    model.eval()
-    model.multibone_meta = meta  # so explain/CAM code gets the matching preprocessing
-    return model, meta
-
-
-def load_backbone_meta(weights_dir: str | Path, backbone: str) -> list[dict]:
-    """Metadata dicts of the fold models of ``backbone``, ordered by fold."""
-    weights_dir = Path(weights_dir)
-    return [
-        _read_meta(weights_dir / backbone / f"fold{k}.json")
-        for k in _fold_numbers(weights_dir, backbone)
-    ]
-
-
-def load_backbone_models(weights_dir: str | Path, backbone: str) -> list[nn.Module]:
-    """Fold models of ``backbone`` (eval mode, CPU), ordered by fold.
-
-    Each model carries its metadata as ``model.multibone_meta``; build its input
-    with ``preprocess(crops, model.multibone_meta)``. The CAM layer path is
-    ``meta['cam_layer']`` (``model.get_submodule(meta['cam_layer'])``).
-    """
-    weights_dir = Path(weights_dir)
-    return [load_fold(weights_dir, backbone, k)[0] for k in _fold_numbers(weights_dir, backbone)]
 
 
 class ImageScorer:
@@ -153,7 +74,7 @@ class ImageScorer:
         if backbones is None:
             backbones = sorted(p.name for p in weights_dir.iterdir() if p.is_dir())
         models = {
-            b: [load_fold(weights_dir, b, k) for k in _fold_numbers(weights_dir, b)]
+            b: [load_fold(weights_dir, b, k) for k in fold_numbers(weights_dir, b)]
             for b in backbones
         }
         return cls(models, device=device, batch_size=batch_size)
@@ -192,16 +113,21 @@ class ImageScorer:
     def score(self, pixels_list: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """``{backbone: float32 (N,) logits}``, the mean over the backbone's fold models."""
         out: dict[str, np.ndarray] = {}
+        resized: dict[int, torch.Tensor] = {}  # crops resized once per model input size
         for b, folds in self._models.items():
             total = np.zeros(len(pixels_list), dtype=np.float64)
             for model, meta in folds:
-                x = preprocess(pixels_list, meta)
-                parts = [
-                    model(x[s : s + self.batch_size].to(self.device)).float().reshape(-1).cpu()
-                    for s in range(0, x.shape[0], self.batch_size)
-                ]
-                if parts:
-                    total += torch.cat(parts).double().numpy()
+                size = int(meta["img_size"])
+                if size not in resized:
+                    resized[size] = resize_crops(pixels_list, size)
+                total += predict_logits(
+                    model,
+                    resized[size],
+                    meta["norm_mean"],
+                    meta["norm_std"],
+                    device=self.device,
+                    batch_size=self.batch_size,
+                )
             out[b] = (total / len(folds)).astype(np.float32)
         return out
 

@@ -34,9 +34,10 @@ from torch import nn
 
 from multibone._atomic import atomic_path
 from multibone.errors import ConfigError, InputError, MultiboneError
+from multibone.imaging.aggregate import aggregate_groups
 from multibone.imaging.config import ImagingConfig
 from multibone.imaging.data import normalise, random_flips
-from multibone.stats import auc_or_nan
+from multibone.imaging.inference import oom_error, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _use_flag(setting: str, device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
     """Deterministic kernels inside, previous global flags restored after."""
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -173,54 +174,6 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of the model's state dict (unwrapping DDP)."""
     inner = getattr(model, "module", model)
     return {k: v.detach().to("cpu", copy=True) for k, v in inner.state_dict().items()}
-
-
-def aggregate_torch(logits: np.ndarray, groups: np.ndarray, rule: str) -> np.ndarray:
-    """Aggregate image logits per group index (0..G-1) -> ``(G,)`` patient logits."""
-    from multibone.imaging.crossfit import aggregate
-
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    return np.array([aggregate(logits[groups == g], rule) for g in range(n_groups)])
-
-
-def oom_error(what: str, batch_size: int) -> MultiboneError:
-    smaller = max(2, batch_size // 2)
-    return MultiboneError(
-        f"out of GPU memory while {what} at batch_size {batch_size}; set imaging.batch_size "
-        f"smaller (e.g. {smaller}), or lower imaging.img_size / imaging.eval_batch_size"
-    )
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    x: torch.Tensor,
-    mean: float | list[float],
-    std: float | list[float],
-    *,
-    device: torch.device,
-    batch_size: int = 256,
-    amp: bool = False,
-    channels_last: bool = False,
-) -> np.ndarray:
-    """Logits of grey crops ``x`` (float32 ``(N, S, S)`` in [0, 1], any device) -> float32 ``(N,)``."""
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for s in range(0, x.shape[0], batch_size):
-            xb = normalise(x[s : s + batch_size].to(device, non_blocking=True), mean, std)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                out.append(model(xb).float().reshape(-1).cpu())
-    except torch.cuda.OutOfMemoryError as exc:
-        raise oom_error("scoring images", batch_size) from exc
-    finally:
-        model.train(was_training)
-    if not out:
-        return np.zeros(0, dtype=np.float32)
-    return torch.cat(out).numpy().astype(np.float32)
 
 
 def _sync_buffers(model: nn.Module) -> None:
@@ -431,8 +384,8 @@ def fit(
                     amp=amp,
                     channels_last=cl,
                 )
-                patient = aggregate_torch(logits, val_groups, config.aggregation)
-                record["val_auc"] = auc_or_nan(val_y, patient)
+                patient = aggregate_groups(logits, val_groups, config.aggregation)
+                record["val_auc"] = _auc(val_y, patient)
                 record["val_loss"] = float(
                     F.binary_cross_entropy_with_logits(
                         torch.from_numpy(patient).double(), torch.from_numpy(val_y).double()
@@ -495,3 +448,12 @@ def fit(
         bar.close()
     assert best_state is not None
     return FitResult(best_state, best_epoch, float(best_auc), history, resumed_from=start)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y, dtype=float)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, score))
