@@ -19,7 +19,7 @@ from multibone.explain.shap_stacker import (
     summary_png,
     waterfall_png,
 )
-from multibone.stacking import FAMILIES, Stacker
+from multibone.stacking import FAMILIES, Stacker, make_estimator
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def fitted(data):
     X, y, g = data
     small = {"rf": {"n_estimators": 30, "max_depth": 4}, "adaboost": {"n_estimators": 20}}
     return {
-        f: Stacker(f, params=small.get(f), calibration="sigmoid", cv=3, n_background=40).fit(
-            X, y, g
-        )
+        f: Stacker(
+            make_estimator(f, **small.get(f, {})), calibration="sigmoid", cv=3, n_background=40
+        ).fit(X, y, g)
         for f in FAMILIES
     }
 
@@ -124,7 +124,7 @@ def test_lr_in_probability_units_on_request(data, fitted):
 @pytest.mark.slow  # shap's permutation explainer JIT-compiles on first use (~10 s)
 def test_permutation_fallback_is_additive():
     X, y, g = simulate(n=60, seed=2, backbones=("e3", "e4", "vit", "swin", "resnet50", "inc"))
-    stk = Stacker("knn", calibration="none").fit(X, y, g)
+    stk = Stacker(make_estimator("knn"), calibration="none").fit(X, y, g)
     expl = explain_stacker(stk, X.iloc[:3])
     assert "PermutationExplainer" in expl.explainer_name and not expl.exact
     np.testing.assert_allclose(expl.base_value + expl.values.sum(1), expl.model_output, atol=1e-6)
@@ -133,7 +133,7 @@ def test_permutation_fallback_is_additive():
 def test_clinical_only_stacker_explained(data):
     X, y, g = data
     clin = X.drop(columns=["e3"])
-    stk = Stacker("xgboost", calibration="none").fit(clin, y, g)
+    stk = Stacker(make_estimator("xgboost"), calibration="none").fit(clin, y, g)
     expl = explain_stacker(stk, clin.iloc[:3])
     np.testing.assert_allclose(expl.base_value + expl.values.sum(1), expl.model_output, atol=1e-6)
 

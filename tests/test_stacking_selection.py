@@ -13,9 +13,10 @@ from multibone.errors import InputError, LeakageError
 from multibone.stacking import (
     FAMILIES,
     StackingConfig,
+    TunedStacker,
     compare_families,
     fit_stacker,
-    get_family,
+    make_estimator,
     make_group_folds,
     oof_predict,
     tune_family,
@@ -49,7 +50,7 @@ def test_tuning_uses_patient_grouped_folds():
     assert roc_auc_score(y, res.oof) < 0.75
     # ... while row-wise folds (the leak this guards against) look impressive
     leaky = cross_val_predict(
-        get_family("knn").pipeline({"n_neighbors": 5}),
+        make_estimator("knn", n_neighbors=5),
         X.to_numpy(),
         y,
         cv=StratifiedKFold(4, shuffle=True, random_state=0),
@@ -90,6 +91,48 @@ def test_oof_predict_nested_uses_given_folds():
     folds = np.arange(60) % 3
     p = oof_predict(X, y, g, FAST, "dt", folds=folds)
     assert p.shape == (60,) and np.isfinite(p).all()
+
+
+@pytest.mark.parametrize(("family", "params"), [("dt", None), ("lr", {"C": 0.1})])
+def test_oof_predict_equals_a_refit_per_outer_fold(family, params):
+    """cross_val_predict over a TunedStacker (or a fixed Stacker) gives exactly
+    what tuning + calibrating on each outer training part by hand gives."""
+    X, y, g = simulate(n=72, seed=4)
+    cfg = StackingConfig(inner_folds=3, n_iter=3, calibration="sigmoid", bootstrap=0)
+    folds = np.arange(72) % 3
+    p = oof_predict(X, y, g, cfg, family, folds=folds, params=params)
+    by_hand = np.full(72, np.nan)
+    for k in range(3):
+        tr, te = folds != k, folds == k
+        stk = fit_stacker(X[tr], y[tr], g[tr], cfg, family, params=params)
+        by_hand[te] = stk.predict_proba(X[te])[:, 1]
+    np.testing.assert_array_equal(p, by_hand)
+
+
+def test_tuned_stacker_is_an_estimator():
+    from sklearn.base import clone
+
+    from multibone.stacking import Stacker
+    from multibone.stacking.selection import family_grid
+
+    X, y, g = simulate(n=60, seed=5)
+    tuned = TunedStacker(Stacker(make_estimator("dt"), cv=3), family_grid("dt"), n_iter=3)
+    assert clone(tuned).get_params()["stacker__estimator__model__random_state"] == 0
+    tuned.fit(X, np.where(y == 1, "tumor", "infection"), g)
+    assert tuned.n_candidates_ == 3 and set(tuned.best_params_) <= set(family_grid("dt"))
+    fitted = tuned.stacker_.explain_model_
+    for k, v in tuned.best_params_.items():
+        assert getattr(fitted, k.removeprefix("model__")) == v
+    np.testing.assert_array_equal(tuned.classes_, ["infection", "tumor"])
+    assert tuned.predict_proba(X).shape == (60, 2)
+
+
+def test_oof_predict_refuses_rows_without_a_fold():
+    X, y, g = simulate(n=60, seed=2)
+    folds = np.arange(60) % 3
+    folds[0] = -1
+    with pytest.raises(InputError, match="1 row.*no fold"):
+        oof_predict(X, y, g, FAST, "dt", folds=folds, params={})
 
 
 def test_oof_predict_refuses_patient_in_two_folds():

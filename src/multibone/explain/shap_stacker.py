@@ -46,7 +46,7 @@ import pandas as pd
 
 from multibone._atomic import atomic_path
 from multibone.errors import InputError
-from multibone.stacking.families import get_family
+from multibone.stacking.families import family_of, get_family
 from multibone.stacking.features import describe_value, feature_label
 
 #: Model features up to which the model-agnostic case uses the exact explainer.
@@ -238,8 +238,8 @@ def explain_stacker(
     Z = stacker.explain_transform(raw)
     bg = stacker.background_ if background is None else stacker.explain_transform(background)
     model = stacker.explain_model_
-    spec = get_family(stacker.family)
-    kind = spec.explainer
+    spec = family_of(model)  # None: a model outside the registry -> model-agnostic
+    kind = "agnostic" if spec is None else spec.explainer
     if kind == "linear" and output == "probability":
         kind = "agnostic"
     note = ""
@@ -275,10 +275,9 @@ def explain_stacker(
         if bg.shape[0] > AGNOSTIC_BACKGROUND:
             bg = bg[np.sort(rng.choice(bg.shape[0], AGNOSTIC_BACKGROUND, replace=False))]
         raw_values, base, name, exact, fx = _agnostic(model, Z, bg, seed)
-        if not note and spec.explainer == "agnostic":
-            note = (
-                f"{spec.label} has no exact tree algorithm in shap; model-agnostic explainer used"
-            )
+        if not note and (spec is None or spec.explainer == "agnostic"):
+            label = type(model).__name__ if spec is None else spec.label
+            note = f"{label} has no exact tree algorithm in shap; model-agnostic explainer used"
         elif not note:
             note = "probability units requested: model-agnostic explainer used"
 
@@ -295,7 +294,7 @@ def explain_stacker(
         model_output=np.asarray(fx, dtype="float64"),
         calibrated=np.asarray(stacker.predict_proba(raw)[:, 1], dtype="float64"),
         raw=raw,
-        family=stacker.family,
+        family=stacker.family_,
         calibration=stacker.calibration,
         exact=exact,
         note=note,

@@ -4,17 +4,18 @@ Public API::
 
     clinical_features, build_stacking_table, FEATURE_LABELS   (features)
     StackingConfig, FAMILIES, CLINICAL_FEATURES               (config)
-    get_family, FamilySpec                                     (families)
+    make_estimator, family_of, get_family, FamilySpec          (families)
     Stacker, ScoreBaseline, MissingAtPredictWarning            (model)
     make_group_folds                                           (folds)
-    compare_families, fit_stacker, oof_predict, tune_family    (selection)
+    TunedStacker, compare_families, fit_stacker, oof_predict,  (selection)
+    tune_family
     run_stacking                                               (run: the `stack` command)
 
 AUC, bootstrap CIs and operating points come from :mod:`multibone.stats`.
 """
 
 from multibone.stacking.config import CLINICAL_FEATURES, FAMILIES, StackingConfig
-from multibone.stacking.families import FamilySpec, get_family
+from multibone.stacking.families import FamilySpec, family_of, get_family, make_estimator
 from multibone.stacking.features import (
     FEATURE_LABELS,
     build_stacking_table,
@@ -26,6 +27,7 @@ from multibone.stacking.folds import make_group_folds
 from multibone.stacking.model import MissingAtPredictWarning, ScoreBaseline, Stacker
 from multibone.stacking.run import run_stacking
 from multibone.stacking.selection import (
+    TunedStacker,
     compare_families,
     fit_stacker,
     oof_predict,
@@ -41,13 +43,16 @@ __all__ = [
     "ScoreBaseline",
     "Stacker",
     "StackingConfig",
+    "TunedStacker",
     "build_stacking_table",
     "clinical_features",
     "compare_families",
     "describe_value",
     "feature_label",
     "fit_stacker",
+    "family_of",
     "get_family",
+    "make_estimator",
     "make_group_folds",
     "oof_predict",
     "run_stacking",

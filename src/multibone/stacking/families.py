@@ -1,8 +1,11 @@
 """The eight stacker model families of seed 004 as scikit-learn pipelines.
 
-Each family is a :class:`FamilySpec`: how to build its pipeline, a small
-tuning grid (kept small so all eight tune in seconds on a laptop CPU), whether
-the model takes missing values natively, and which SHAP explainer fits it.
+:func:`make_estimator` is the factory (``make_estimator("rf", max_depth=3)``
+-> an unfitted ``Pipeline`` whose model step is named ``model``). Each family
+is a :class:`FamilySpec`: how to build its model, a small tuning grid (kept
+small so all eight tune in seconds on a laptop CPU), whether the model takes
+missing values natively, and which SHAP explainer fits it. :func:`family_of`
+finds the family back from a (fitted) pipeline.
 
 Missing values (CRP/ESR are often missing):
 
@@ -61,48 +64,87 @@ class FamilySpec:
     grid: dict[str, list[Any]]
     make: Callable[[int], Any]
 
-    def grid_for(self, n_train: int) -> dict[str, list[Any]]:
-        """The grid restricted to values valid with ``n_train`` training rows."""
-        grid = {k: list(v) for k, v in self.grid.items()}
-        if "n_neighbors" in grid:
-            ok = [k for k in grid["n_neighbors"] if k <= max(1, n_train - 1)]
-            grid["n_neighbors"] = ok or [max(1, min(grid["n_neighbors"][0], n_train - 1))]
-        return grid
 
-    def pipeline(
-        self,
-        params: dict[str, Any] | None = None,
-        *,
-        missing_indicator: bool = True,
-        random_state: int = 0,
-    ) -> Pipeline:
-        """Unfitted pipeline: [impute (+ indicator)] -> [scale] -> model."""
-        steps: list[tuple[str, Any]] = []
-        if not self.native_nan:
-            # keep_empty_features keeps the column count fixed even if a fold sees
-            # a feature with no values at all (imputed as 0 there).
-            steps.append(
-                (
-                    "impute",
-                    SimpleImputer(
-                        strategy="median", add_indicator=missing_indicator, keep_empty_features=True
-                    ),
-                )
+def restrict_grid(grid: dict[str, list[Any]], n_train: int) -> dict[str, list[Any]]:
+    """``grid`` without the values invalid with ``n_train`` training rows: any
+    ``n_neighbors`` (bare or ``model__n_neighbors``) must stay below n_train."""
+    out = {k: list(v) for k, v in grid.items()}
+    for key, values in out.items():
+        if key.split("__")[-1] == "n_neighbors":
+            ok = [k for k in values if k <= max(1, n_train - 1)]
+            out[key] = ok or [max(1, min(values[0], n_train - 1))]
+    return out
+
+
+def make_estimator(
+    family: str,
+    *,
+    missing_indicator: bool = True,
+    random_state: int = 0,
+    **params: Any,
+) -> Pipeline:
+    """Unfitted pipeline of a family: [impute (+ indicator)] -> [scale] -> ``model``.
+
+    Parameters
+    ----------
+    family: one of :data:`FAMILIES`.
+    missing_indicator: imputing families also get a 0/1 missing-indicator
+        column per feature that had missing values in training.
+    random_state: seed of the model.
+    params: the model's own parameters (``max_depth=3``; AdaBoost's weak
+        learner as ``estimator__max_depth=2``). In the pipeline they are
+        ``model__<name>``, so a :class:`~multibone.stacking.Stacker` exposes
+        them as ``estimator__model__<name>``.
+    """
+    spec = get_family(family)
+    steps: list[tuple[str, Any]] = []
+    if not spec.native_nan:
+        # keep_empty_features keeps the column count fixed even if a fold sees
+        # a feature with no values at all (imputed as 0 there).
+        steps.append(
+            (
+                "impute",
+                SimpleImputer(
+                    strategy="median", add_indicator=missing_indicator, keep_empty_features=True
+                ),
             )
-        if self.scale:
-            steps.append(("scale", StandardScaler()))
-        model = self.make(random_state)
-        if params:
-            valid = sorted(model.get_params(deep=True))
-            unknown = [k for k in params if k not in valid]
-            if unknown:
-                raise InputError(
-                    f"family {self.name}: unknown parameter(s) {', '.join(unknown)}; tunable "
-                    f"ones are {', '.join(self.grid)}"
-                )
-            model.set_params(**params)
-        steps.append(("model", model))
-        return Pipeline(steps)
+        )
+    if spec.scale:
+        steps.append(("scale", StandardScaler()))
+    model = spec.make(random_state)
+    if params:
+        valid = sorted(model.get_params(deep=True))
+        unknown = [k for k in params if k not in valid]
+        if unknown:
+            raise InputError(
+                f"family {spec.name}: unknown parameter(s) {', '.join(unknown)}; tunable "
+                f"ones are {', '.join(spec.grid)}"
+            )
+        model.set_params(**params)
+    steps.append(("model", model))
+    return Pipeline(steps)
+
+
+def family_of(estimator: Any) -> FamilySpec | None:
+    """The family whose model is ``estimator``'s last step (or ``estimator``
+    itself), None for a model outside the registry. Matched by class, so it
+    works on fitted and unfitted pipelines alike."""
+    model = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    name = _MODEL_CLASSES.get(type(model).__name__)
+    return None if name is None else _SPECS[name]
+
+
+# class name of each family's model (names, so lightgbm/xgboost are not imported)
+_MODEL_CLASSES = {
+    "RandomForestClassifier": "rf",
+    "AdaBoostClassifier": "adaboost",
+    "GradientBoostingClassifier": "gbdt",
+    "LGBMClassifier": "lightgbm",
+    "DecisionTreeClassifier": "dt",
+    "LogisticRegression": "lr",
+    "XGBClassifier": "xgboost",
+    "KNeighborsClassifier": "knn",
+}
 
 
 def _rf(rs: int) -> RandomForestClassifier:
@@ -253,7 +295,7 @@ _SPECS: dict[str, FamilySpec] = {
         ),
     )
 }
-assert tuple(_SPECS) == FAMILIES
+assert tuple(_SPECS) == FAMILIES == tuple(_MODEL_CLASSES.values())
 
 
 def get_family(name: str) -> FamilySpec:

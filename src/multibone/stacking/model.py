@@ -1,7 +1,8 @@
-"""The stacker: a scikit-learn estimator over backbone scores + clinical features.
+"""The stacker: a scikit-learn meta-estimator over backbone scores + clinical features.
 
-``Stacker`` = [median imputation (+ missing indicators), when the family needs
-it] -> [scaling, LR/KNN] -> family model -> [calibration]. Calibration
+``Stacker(estimator)`` = ``estimator`` (from :func:`make_estimator`: [median
+imputation (+ missing indicators), when the family needs it] -> [scaling,
+LR/KNN] -> family model) -> [calibration]. Calibration
 (``sigmoid`` or ``isotonic``) is fitted on out-of-fold outputs of
 patient-grouped folds (``CalibratedClassifierCV(cv=<explicit splits>,
 ensemble=False)``), so the calibrator never sees scores of rows the model was
@@ -16,14 +17,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.utils.validation import check_is_fitted
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from multibone.errors import InputError
 from multibone.stacking.config import CALIBRATIONS
-from multibone.stacking.families import get_family
-from multibone.stacking.folds import check_binary_labels, make_group_folds
+from multibone.stacking.families import family_of, make_estimator
+from multibone.stacking.folds import make_group_folds
 
 
 class MissingAtPredictWarning(UserWarning):
@@ -32,6 +37,8 @@ class MissingAtPredictWarning(UserWarning):
 
 def _as_frame(X: Any, names: list[str] | None = None, where: str = "X") -> pd.DataFrame:
     """X as a float64 DataFrame; arrays get names ``x0..`` (or ``names``)."""
+    if sparse.issparse(X):
+        raise InputError(f"{where}: sparse input is not supported; pass a dense table")
     if isinstance(X, pd.DataFrame):
         df = X
     else:
@@ -51,6 +58,8 @@ def _as_frame(X: Any, names: list[str] | None = None, where: str = "X") -> pd.Da
         values = pd.to_numeric(df[col], errors="coerce")
         if (values.isna() & df[col].notna()).any():
             raise InputError(f"{where}, column {col}: not numeric; encode features as numbers")
+        if np.iscomplexobj(values.to_numpy()):
+            raise InputError(f"{where}, column {col}: Complex data not supported")
         out[str(col)] = values.astype("float64").to_numpy()
     frame = pd.DataFrame(out, index=df.index)
     if np.isinf(frame.to_numpy()).any():
@@ -59,98 +68,157 @@ def _as_frame(X: Any, names: list[str] | None = None, where: str = "X") -> pd.Da
     return frame
 
 
+def _encode_binary(y: Any, where: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """(classes (2,), y as int 0/1 (n,) indexing classes) for any two labels.
+
+    ``classes`` are sorted as scikit-learn does (``np.unique``), so the
+    positive class is ``classes[1]`` (1 for 0/1 labels)."""
+    y = column_or_1d(y, warn=True)
+    missing = pd.isna(y)
+    if y.size == 0:
+        raise InputError(f"{where}: no patients with a label")
+    if missing.any():
+        raise InputError(
+            f"{where}: {int(missing.sum())} missing label(s); the stacker trains only on "
+            "patients with a known diagnosis"
+        )
+    kind = type_of_target(y)
+    if kind.startswith("continuous"):
+        raise InputError(f"{where}: Unknown label type: {kind}; the stacker needs class labels")
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise InputError(
+            f"{where}: only one class present (every label is {classes[0]!r}); the stacker "
+            "needs patients of both diagnoses"
+        )
+    if classes.size > 2:
+        raise InputError(
+            f"{where}: Only binary classification is supported. The type of the target is "
+            f"multiclass ({classes.size} classes: {', '.join(map(str, classes[:5]))})"
+        )
+    return classes, np.searchsorted(classes, y).astype(int)
+
+
+def _imputes(pipe: Any) -> bool:
+    """Whether a pipeline fills missing values itself (has a SimpleImputer step)."""
+    steps = pipe.steps if isinstance(pipe, Pipeline) else []
+    return any(isinstance(step, SimpleImputer) for _, step in steps)
+
+
 class Stacker(ClassifierMixin, BaseEstimator):
-    """Step-2 stacker: one model family, optional imputation, optional calibration.
+    """Step-2 stacker: one estimator (a pipeline), optional calibration.
+
+    A scikit-learn meta-estimator in the manner of ``StackingClassifier``: the
+    model is a parameter, so nested parameters work
+    (``set_params(estimator__model__max_depth=3)``), ``clone`` round-trips and
+    ``GridSearchCV`` can search it.
 
     Parameters
     ----------
-    family: one of ``rf, adaboost, gbdt, lightgbm, dt, lr, xgboost, knn``.
-    params: hyper-parameters of the family's model (e.g. ``{"max_depth": 5}``),
-        usually the tuned ones from :func:`multibone.stacking.fit_stacker`.
+    estimator: unfitted classifier or Pipeline, usually
+        :func:`multibone.stacking.make_estimator` (``impute -> scale -> model``
+        as the family needs); None = ``make_estimator("rf")``.
     calibration: ``none`` | ``sigmoid`` | ``isotonic``.
-    cv: K of the patient-grouped stratified folds used to fit the calibrator,
-        or an explicit list of ``(train_idx, test_idx)`` splits.
-    missing_indicator: add 0/1 missing-indicator columns (imputing families only).
-    random_state: seed of the folds and the model.
+    cv: K of the patient-grouped stratified folds the calibrator is fitted on,
+        a splitter (``split(X, y, groups)``), or an explicit list of
+        ``(train_idx, test_idx)`` splits.
+    random_state: seed of the calibration folds and of the SHAP background.
     n_background: rows of the transformed training matrix kept as the SHAP
         background (``background_``).
 
     Fitted attributes
     -----------------
-    feature_names_in_, n_features_in_, classes_ (``[0, 1]``; 1 = positive class),
-    pipeline_ (uncalibrated pipeline fitted on all rows), explain_model_ (its
-    final model), calibrated_ (``CalibratedClassifierCV`` or None),
-    cv_splits_ (calibration folds), nan_free_features_ (features with no
-    missing value in training), background_ (float64 (m, n_out)),
-    explain_feature_names_ (names of the transformed columns).
+    classes_ (the two labels, sorted; ``classes_[1]`` is the positive class),
+    feature_names_in_, n_features_in_, estimator_ (uncalibrated estimator
+    fitted on all rows, on labels encoded 0/1), explain_model_ (its final
+    model), family_ (registry name of that model, "" if outside the registry),
+    calibrated_ (``CalibratedClassifierCV`` or None), cv_splits_ (calibration
+    folds), nan_free_features_ (features with no missing value in training),
+    background_ (float64 (m, n_out)), explain_feature_names_ (names of the
+    transformed columns).
     """
 
     def __init__(
         self,
-        family: str = "rf",
-        params: dict | None = None,
+        estimator: Any = None,
+        *,
         calibration: str = "sigmoid",
         cv: Any = 5,
-        missing_indicator: bool = True,
         random_state: int = 0,
         n_background: int = 100,
     ):
-        self.family = family
-        self.params = params
+        self.estimator = estimator
         self.calibration = calibration
         self.cv = cv
-        self.missing_indicator = missing_indicator
         self.random_state = random_state
         self.n_background = n_background
 
+    def __setstate__(self, state: dict) -> None:
+        # stackers pickled before the estimator parameter (family + params
+        # strings, ``pipeline_``) load as the equivalent new-style Stacker
+        if "family" in state and "estimator" not in state:
+            family, params = state.pop("family"), state.pop("params", None) or {}
+            state["estimator"] = make_estimator(
+                family,
+                missing_indicator=state.pop("missing_indicator", True),
+                random_state=state.get("random_state", 0),
+                **params,
+            )
+            if "pipeline_" in state:
+                state["estimator_"] = state.pop("pipeline_")
+                state["family_"] = family
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN = missing (native or imputed)
+        tags.classifier_tags.multi_class = False
+        return tags
+
     # -- fitting ---------------------------------------------------------------
     def fit(self, X: Any, y: Any, groups: Any = None) -> Stacker:
-        """Fit on X (DataFrame (n, f), float; NaN = missing), y (n,) 0/1 and
-        optional groups (n,) patient ids (rows of a patient share folds)."""
-        spec = get_family(self.family)
+        """Fit on X (DataFrame or array (n, f), float; NaN = missing), y (n,)
+        two labels (0/1, strings, ...) and optional groups (n,) patient ids
+        (rows of a patient share calibration folds; default one row = one patient)."""
         if self.calibration not in CALIBRATIONS:
             raise InputError(
                 f"calibration {self.calibration!r} is not one of {', '.join(CALIBRATIONS)}"
             )
+        estimator = self._make_estimator()
         frame = _as_frame(X)
         if frame.shape[1] == 0:
-            raise InputError("X: no feature columns")
-        y = check_binary_labels(y, "y")
-        if y.shape[0] != frame.shape[0]:
-            raise InputError(f"y has {y.shape[0]} labels for {frame.shape[0]} rows of X")
-        groups = np.arange(y.shape[0]) if groups is None else np.asarray(groups)
-        if groups.shape[0] != y.shape[0]:
-            raise InputError(f"groups has {groups.shape[0]} entries for {y.shape[0]} rows of X")
+            # wording of scikit-learn's check_array, which its estimator checks expect
+            raise InputError(
+                f"X: 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required."
+            )
+        classes, y01 = _encode_binary(y, "y")
+        if y01.shape[0] != frame.shape[0]:
+            raise InputError(f"y has {y01.shape[0]} labels for {frame.shape[0]} rows of X")
+        groups = np.arange(y01.shape[0]) if groups is None else np.asarray(groups)
+        if groups.shape[0] != y01.shape[0]:
+            raise InputError(f"groups has {groups.shape[0]} entries for {y01.shape[0]} rows of X")
 
         A = frame.to_numpy()
+        self.classes_ = classes
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = A.shape[1]
-        self.classes_ = np.array([0, 1])
         self.nan_free_features_ = [c for c in frame.columns if not frame[c].isna().any()]
-        pipe = spec.pipeline(
-            dict(self.params or {}),
-            missing_indicator=self.missing_indicator,
-            random_state=self.random_state,
-        )
         if self.calibration == "none":
             self.calibrated_ = None
             self.cv_splits_ = None
-            self.pipeline_ = pipe.fit(A, y)
+            self.estimator_ = estimator.fit(A, y01)
         else:
-            if isinstance(self.cv, (int, np.integer)):
-                splits = make_group_folds(
-                    y, groups, int(self.cv), self.random_state, what="calibration CV"
-                )
-            else:
-                splits = [(np.asarray(tr), np.asarray(te)) for tr, te in self.cv]
-            self.cv_splits_ = splits
+            self.cv_splits_ = self._calibration_splits(A, y01, groups)
             # ensemble=False: calibrator on the pooled out-of-fold outputs, model
             # refitted on all rows -> a single uncalibrated model to explain.
             self.calibrated_ = CalibratedClassifierCV(
-                pipe, method=self.calibration, cv=splits, ensemble=False
-            ).fit(A, y)
-            self.pipeline_ = self.calibrated_.calibrated_classifiers_[0].estimator
-        self.explain_model_ = self.pipeline_.steps[-1][1]
+                estimator, method=self.calibration, cv=self.cv_splits_, ensemble=False
+            ).fit(A, y01)
+            self.estimator_ = self.calibrated_.calibrated_classifiers_[0].estimator
+        is_pipe = isinstance(self.estimator_, Pipeline)
+        self.explain_model_ = self.estimator_.steps[-1][1] if is_pipe else self.estimator_
+        spec = family_of(self.estimator_)
+        self.family_ = "" if spec is None else spec.name
         self.explain_feature_names_ = self._transformed_names()
         Z = self.explain_transform(frame)
         m = min(self.n_background, Z.shape[0])
@@ -158,17 +226,34 @@ class Stacker(ClassifierMixin, BaseEstimator):
         self.background_ = Z[np.sort(rng.choice(Z.shape[0], size=m, replace=False))]
         return self
 
+    def _make_estimator(self) -> Any:
+        """Unfitted clone of ``estimator`` (``make_estimator("rf")`` when None)."""
+        if self.estimator is None:
+            return make_estimator("rf", random_state=self.random_state)
+        return clone(self.estimator)
+
+    def _calibration_splits(
+        self, A: np.ndarray, y01: np.ndarray, groups: np.ndarray, what: str = "calibration CV"
+    ) -> list:
+        """Explicit (train, test) splits of the calibration CV (``cv``)."""
+        if isinstance(self.cv, (int, np.integer)):
+            return make_group_folds(y01, groups, int(self.cv), self.random_state, what=what)
+        if hasattr(self.cv, "split"):
+            return [(np.asarray(tr), np.asarray(te)) for tr, te in self.cv.split(A, y01, groups)]
+        return [(np.asarray(tr), np.asarray(te)) for tr, te in self.cv]
+
     def _transformed_names(self) -> list[str]:
         names = [str(c) for c in self.feature_names_in_]
-        if len(self.pipeline_.steps) == 1:
+        if not isinstance(self.estimator_, Pipeline) or len(self.estimator_.steps) == 1:
             return names
-        return [str(n) for n in self.pipeline_[:-1].get_feature_names_out(names)]
+        return [str(n) for n in self.estimator_[:-1].get_feature_names_out(names)]
 
     # -- prediction -------------------------------------------------------------
     def _validate_predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "pipeline_")
+        check_is_fitted(self, "estimator_")
         names = list(self.feature_names_in_)
         if isinstance(X, pd.DataFrame):
+            X = X.rename(columns=str)  # names were stored as str at fit
             missing = [c for c in names if c not in X.columns]
             if missing:
                 raise InputError(
@@ -178,18 +263,23 @@ class Stacker(ClassifierMixin, BaseEstimator):
             frame = _as_frame(X[names])
         else:
             arr = np.asarray(X)
-            if arr.ndim != 2 or arr.shape[1] != len(names):
+            if arr.ndim != 2:
                 raise InputError(
-                    f"X: expected {len(names)} feature columns ({', '.join(names)}), "
-                    f"got shape {arr.shape}"
+                    f"X: expected a 2-D table (patients x features), got shape {arr.shape}; "
+                    "Reshape your data (one row per patient)"
+                )
+            if arr.shape[1] != len(names):
+                raise InputError(
+                    f"X has {arr.shape[1]} features, but Stacker is expecting {len(names)} "
+                    f"features as input ({', '.join(names)})"
                 )
             frame = _as_frame(arr, names)
         new_nan = [c for c in self.nan_free_features_ if frame[c].isna().any()]
         if new_nan:
             how = (
-                "each tree sends them down the branch that held most training patients"
-                if get_family(self.family).native_nan
-                else "they are imputed with the training median, with no missing-indicator"
+                "they are imputed with the training median, with no missing-indicator"
+                if _imputes(self.estimator_)
+                else "each tree sends them down the branch that held most training patients"
             )
             warnings.warn(
                 f"feature(s) {', '.join(new_nan)} had no missing values in training but are "
@@ -200,32 +290,35 @@ class Stacker(ClassifierMixin, BaseEstimator):
         return frame.to_numpy()
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Calibrated class probabilities, float64 (n, 2); column 1 = positive class."""
+        """Calibrated class probabilities, float64 (n, 2), columns in the order
+        of ``classes_`` (column 1 = positive class)."""
         A = self._validate_predict(X)
-        model = self.calibrated_ if self.calibrated_ is not None else self.pipeline_
+        model = self.calibrated_ if self.calibrated_ is not None else self.estimator_
         return np.asarray(model.predict_proba(A), dtype="float64")
 
     def predict_proba_uncalibrated(self, X: Any) -> np.ndarray:
-        """Probabilities of the uncalibrated pipeline (what SHAP explains), (n, 2)."""
+        """Probabilities of the uncalibrated estimator (what SHAP explains), (n, 2)."""
         A = self._validate_predict(X)
-        return np.asarray(self.pipeline_.predict_proba(A), dtype="float64")
+        return np.asarray(self.estimator_.predict_proba(A), dtype="float64")
 
     def predict(self, X: Any) -> np.ndarray:
-        """0/1 at calibrated probability >= 0.5 (use operating_points for others)."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        """``classes_[1]`` where calibrated P(positive) >= 0.5, else ``classes_[0]``
+        (use the operating points for other thresholds); shape (n,)."""
+        positive = self.predict_proba(X)[:, 1] >= 0.5
+        return self.classes_[positive.astype(int)]
 
     def explain_transform(self, X: Any) -> np.ndarray:
         """The exact float64 matrix (n, n_out) ``explain_model_`` sees for X
         (imputed, indicator columns appended, scaled, as the family requires)."""
         A = self._validate_predict(X)
-        if len(self.pipeline_.steps) == 1:
+        if not isinstance(self.estimator_, Pipeline) or len(self.estimator_.steps) == 1:
             return A
-        return np.asarray(self.pipeline_[:-1].transform(A), dtype="float64")
+        return np.asarray(self.estimator_[:-1].transform(A), dtype="float64")
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the columns the fitted model sees (``explain_transform``),
         e.g. ``e3, age, ..., missingindicator_crp_abnormal``."""
-        check_is_fitted(self, "pipeline_")
+        check_is_fitted(self, "estimator_")
         return np.asarray(self.explain_feature_names_, dtype=object)
 
 

@@ -114,8 +114,8 @@ def run_stacking(
         }
     timings["fit_stacker"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = None if config.nested else dict(stacker.params)
-    p_dev = oof_predict(Xd, yd, gd, config, family, folds=folds, params=params, progress=progress)
+    params = None if config.nested else dict(stacker.tuning_["best_params"])
+    p_dev = oof_predict(Xd, yd, gd, config, family, folds=folds, params=params)
     timings["oof_stacker"] = time.perf_counter() - t0
 
     models: dict[str, Any] = {}
@@ -127,10 +127,8 @@ def run_stacking(
     if clinical and backbones:
         t0 = time.perf_counter()
         clin = fit_stacker(Xd[clinical], yd, gd, config, family)
-        cparams = None if config.nested else dict(clin.params)
-        p_clin_dev = oof_predict(
-            Xd[clinical], yd, gd, config, family, folds=folds, params=cparams, progress=progress
-        )
+        cparams = None if config.nested else dict(clin.tuning_["best_params"])
+        p_clin_dev = oof_predict(Xd[clinical], yd, gd, config, family, folds=folds, params=cparams)
         timings["clinical_only"] = time.perf_counter() - t0
         models["clinical_only"] = clin
     elif clinical:
@@ -186,7 +184,7 @@ def run_stacking(
             "image_only": "mean of the backbone probabilities",
             "clinical_only": f"{family} on the clinical features only, tuned and calibrated alike",
         },
-        "stacker_params": stacker.params,
+        "stacker_params": stacker.tuning_["best_params"],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "operating_points": points,
     }
