@@ -146,3 +146,15 @@ def test_bundle_thresholds_equal_report_operating_points(tmp_path):
         chosen = evaluation_choose(d["label"], d[f"p_{model}"], DECISION_POINTS)
         assert stored == {k: op.threshold for k, op in chosen.items()}, model
         assert points[model] == {k: op.rates() for k, op in chosen.items()}, model
+
+
+def test_pr_curve_max_f1_follows_the_same_tie_rule():
+    from multibone.evaluation import pr_curve
+
+    # F1 is 2/3 both at 0.9 (TP 1, FN 1) and at 0.5 (TP 2, FP 2): the highest threshold wins.
+    y = np.array([1, 0, 1, 0, 0])
+    p = np.array([0.9, 0.8, 0.5, 0.5, 0.2])
+    maxf1 = choose_operating_points(y, p, ("maxf1",))["maxf1"]
+    pr = pr_curve(y, p)
+    assert (maxf1.threshold, maxf1.f1) == (0.9, pytest.approx(2 / 3))
+    assert (pr.max_f1_threshold, pr.max_f1) == (maxf1.threshold, maxf1.f1)

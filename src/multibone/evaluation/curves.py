@@ -2,7 +2,8 @@
 
 * PR curve and AP: ``sklearn.metrics.precision_recall_curve`` and
   ``average_precision_score`` (AP = sum_k (R_k - R_{k-1}) P_k, no interpolation).
-* max-F1: the largest ``F1 = 2 P R / (P + R)`` over thresholds (``score >= t``).
+* max-F1: the largest ``F1 = 2 P R / (P + R)`` over thresholds (``score >= t``),
+  i.e. :mod:`multibone.stats`' ``maxf1`` operating point (ties: highest threshold).
 * Net benefit (Vickers & Elkin 2006, Med Decis Making 26:565-574) at threshold
   probability ``pt``, counting ``risk >= pt`` as treat (dcurves' convention):
   ``NB = TP/n - FP/n * pt / (1 - pt)``; treat-all
@@ -23,6 +24,7 @@ from multibone.evaluation._checks import (
     as_scores,
     require_both_classes,
 )
+from multibone.stats import choose_operating_points
 
 DEFAULT_DCA_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
@@ -57,12 +59,9 @@ def pr_curve(y: object, score: object) -> PRResult:
     require_both_classes(labels, 1, "PR curve / AP")
     prec, rec, thr = precision_recall_curve(labels, s)
     ap = float(average_precision_score(labels, s))
-    # the last (precision 1, recall 0) point has no threshold
-    p, r = prec[:-1], rec[:-1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-    i = int(np.argmax(f1))
-    return PRResult(prec, rec, thr, ap, float(labels.mean()), float(f1[i]), float(thr[i]))
+    # max-F1 is the statistics core's "maxf1" operating point (one tie rule: highest threshold)
+    best = choose_operating_points(labels, s, ("maxf1",))["maxf1"]
+    return PRResult(prec, rec, thr, ap, float(labels.mean()), best.f1, best.threshold)
 
 
 def net_benefit(y: object, risk: object, thresholds: object | None = None) -> pd.DataFrame:
