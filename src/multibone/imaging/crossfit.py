@@ -65,6 +65,7 @@ from multibone.imaging.train import (
     resolve_device,
     seeded_rng,
 )
+from multibone.stats import auc_or_nan
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,6 @@ _NOT_FINGERPRINTED = (
     "cache_dir",
     "device",
 )
-
-
-def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y, dtype=float)
-    ok = ~np.isnan(y)
-    if ok.sum() < 2 or len(np.unique(y[ok])) < 2:
-        return None
-    return float(roc_auc_score(y[ok], np.asarray(s)[ok]))
 
 
 def _sha(obj: object) -> str:
@@ -628,15 +619,17 @@ def _summary(
     for b in config.backbones:
         entry: dict = {}
         dev = ps[ps["split"] == "dev"]
-        entry["oof_auc"] = _auc(dev["label"].to_numpy(), dev[b].to_numpy())
+        entry["oof_auc"] = _clean(auc_or_nan(dev["label"].to_numpy(), dev[b].to_numpy()))
         for s in ("test", "external"):
             part = ps[ps["split"] == s]
             entry[f"{s}_auc"] = (
-                _auc(part["label"].to_numpy(), part[b].to_numpy()) if len(part) else None
+                _clean(auc_or_nan(part["label"].to_numpy(), part[b].to_numpy()))
+                if len(part)
+                else None
             )
         for info in fold_info[b]:
             part = dev[dev["fold"] == info["fold"]]
-            info["heldout_auc"] = _auc(part["label"].to_numpy(), part[b].to_numpy())
+            info["heldout_auc"] = _clean(auc_or_nan(part["label"].to_numpy(), part[b].to_numpy()))
         entry["folds"] = fold_info[b]
         out["backbones"][b] = entry
     return out

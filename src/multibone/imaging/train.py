@@ -38,6 +38,7 @@ from multibone.imaging.aggregate import aggregate_groups
 from multibone.imaging.config import ImagingConfig
 from multibone.imaging.data import normalise, random_flips
 from multibone.imaging.inference import oom_error, predict_logits
+from multibone.stats import auc_or_nan
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +386,7 @@ def fit(
                     channels_last=cl,
                 )
                 patient = aggregate_groups(logits, val_groups, config.aggregation)
-                record["val_auc"] = _auc(val_y, patient)
+                record["val_auc"] = auc_or_nan(val_y, patient)
                 record["val_loss"] = float(
                     F.binary_cross_entropy_with_logits(
                         torch.from_numpy(patient).double(), torch.from_numpy(val_y).double()
@@ -448,12 +449,3 @@ def fit(
         bar.close()
     assert best_state is not None
     return FitResult(best_state, best_epoch, float(best_auc), history, resumed_from=start)
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y, dtype=float)
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, score))
