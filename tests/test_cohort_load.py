@@ -335,3 +335,17 @@ def test_numeric_centre_names_in_the_config(tmp_path):
     assert (out.loc[~external, "split"] == "dev").all() and external.sum() == 16
     with pytest.raises(ConfigError, match=r"splits.external_centers\[0\]: expected text, got True"):
         run_config_from_dict({"splits": {"external_centers": [True]}})
+
+
+def test_case_without_images_for_a_bundle_without_backbones():
+    case = {"age": 34, "sex": "F", "site": "left hip bone", "crp": "abnormal"}
+    cohort = case_to_cohort(case, require_images=False)
+    assert cohort.n_patients == 1 and cohort.n_images == 0
+    p = cohort.patients.iloc[0]
+    assert (p["location"], p["crp_abnormal"], p["sex"]) == ("axial", 1.0, "F")
+    assert case_to_cohort({**case, "images": []}, require_images=False).n_images == 0
+    # Other fields are still checked; and with images required the missing list is named.
+    with pytest.raises(InputError, match="case field age: age must be a number of years"):
+        case_to_cohort({**case, "age": 130}, require_images=False)
+    with pytest.raises(InputError, match="case field images: required"):
+        case_to_cohort(case)

@@ -328,6 +328,7 @@ def case_to_cohort(
     check_images: bool = True,
     decode_images: bool = False,
     positive_class: str = "infection",
+    require_images: bool = True,
 ) -> Cohort:
     """One case (``case.schema.json``; e.g. from the dashboard) as a one-patient Cohort.
 
@@ -335,11 +336,23 @@ def case_to_cohort(
     lesion-box problems raise :class:`CohortValidationError` whose lines read
     ``case image K, field C: ...`` (K = 1 for the first image). Relative image
     paths are taken from ``root`` (default: the current folder).
+    ``require_images=False`` (a bundle without backbones): ``images`` may be
+    absent or empty; the Cohort then has the patient and no image.
     """
-    c = validate_case(case)
+    c = validate_case(case, require_images=require_images)
     pid = str(c.get("case_id") or "case")
+    clinical = {
+        "age": c["age"],
+        "sex": c["sex"],
+        "site": c.get("site"),
+        "location": c.get("location"),
+        "crp": c.get("crp"),
+        "esr": c.get("esr"),
+    }
     rows = []
-    for im in c["images"]:
+    if not c.get("images"):  # only possible with require_images=False
+        rows.append({"patient_id": pid, **clinical})
+    for im in c.get("images") or []:
         roi = im.get("roi") or [None] * 4
         rows.append(
             {
@@ -347,12 +360,7 @@ def case_to_cohort(
                 "image_path": os.fspath(im["path"]),
                 "view": im.get("view"),
                 **dict(zip(ROI_COLUMNS, roi, strict=True)),
-                "age": c["age"],
-                "sex": c["sex"],
-                "site": c.get("site"),
-                "location": c.get("location"),
-                "crp": c.get("crp"),
-                "esr": c.get("esr"),
+                **clinical,
             }
         )
     header, records = dataframe_records(pd.DataFrame(rows))
@@ -363,6 +371,7 @@ def case_to_cohort(
         source="case",
         check_images=check_images,
         decode_images=decode_images,
+        require_images=require_images,
         progress=False,
     )
     if parsed.problems:

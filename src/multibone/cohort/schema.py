@@ -189,14 +189,15 @@ def field_limits(name: str = CASE_SCHEMA) -> dict[str, dict[str, Any]]:
     return out
 
 
-def validate_case(case: dict[str, Any]) -> dict[str, Any]:
+def validate_case(case: dict[str, Any], *, require_images: bool = True) -> dict[str, Any]:
     """Check one case's input against ``case.schema.json``; return it normalised.
 
     ``case`` is a mapping like ``{"age": 34, "sex": "f", "site": "Distal femur",
     "crp": "12.5", "esr": None, "images": [{"path": "a.dcm", "roi": [10, 20, 90, 120]}]}``.
     Numbers given as text are parsed, enumerations put in canonical spelling,
-    empty text and ``None`` labs become absent. Raises :class:`InputError`
-    listing every bad field as ``case field F: message``.
+    empty text and ``None`` labs become absent. ``require_images=False`` (a
+    bundle without backbones): ``images`` may be absent or empty. Raises
+    :class:`InputError` listing every bad field as ``case field F: message``.
     """
     if not isinstance(case, dict):
         raise InputError(f"case: expected a mapping of fields, got {type(case).__name__}")
@@ -226,10 +227,14 @@ def validate_case(case: dict[str, Any]) -> dict[str, Any]:
             images.append(im)
         out["images"] = images
     problems: list[str] = []
+    no_images = not require_images and not out.get("images")
+    if no_images:
+        out.pop("images", None)
     for err in sorted(validator.iter_errors(out), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
         if err.validator == "required" and not path:
-            for m in [r for r in validator.schema["required"] if r not in out]:
+            missing = [r for r in validator.schema["required"] if r not in out]
+            for m in [r for r in missing if not (no_images and r == "images")]:
                 line = f"case field {m}: required; {props[m].get('x-message', 'give a value')}"
                 if line not in problems:
                     problems.append(line)
