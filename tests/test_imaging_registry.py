@@ -275,3 +275,65 @@ def test_imagenet_for_tiny_is_refused():
 def test_bad_names_and_sizes(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+# --------------------------------------------------------------------------- multibone backbones
+
+
+def _fake_hub_cache(root, repo_id: str, filename: str = "model.safetensors") -> None:
+    """The Hugging Face cache layout: models--<org>--<name>/{refs/main, snapshots/<rev>/<file>}."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / filename).write_bytes(b"weights")
+
+
+def test_hub_weights_cached_reads_the_local_caches_only(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch"))
+    assert not registry.hub_weights_cached(get_spec("e3"))
+    hub_id = timm.models.get_pretrained_cfg("efficientnet_b3").hf_hub_id
+    _fake_hub_cache(tmp_path / "hf", hub_id)
+    assert registry.hub_weights_cached(get_spec("e3"))
+    assert not registry.hub_weights_cached(get_spec("e4"))
+    assert not registry.hub_weights_cached(get_spec("e3_tiny"))  # scratch-only: never
+
+
+def test_backbones_command_lists_the_registry(tmp_path, monkeypatch, capsys):
+    import json
+
+    from huggingface_hub import constants
+
+    from multibone.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch"))
+    _fake_hub_cache(tmp_path / "hf", timm.models.get_pretrained_cfg("resnet50").hf_hub_id)
+    assert main(["backbones"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "name",
+        "timm",
+        "architecture",
+        "CAM",
+        "layer",
+        "input",
+        "px",
+        "weights",
+    ]
+    rows = {ln.split()[0]: ln.split() for ln in lines[2:]}
+    assert list(rows) == list(BACKBONES)
+    assert rows["vit_tiny"] == ["vit_tiny", "test_vit", "blocks.3.norm1", "64", "none", "needed"]
+    assert (
+        rows["resnet50"][1:4] == ["resnet50", "layer4", "224"] and rows["resnet50"][4] == "cached"
+    )
+    assert rows["e3"][4:] == ["not", "cached"]
+
+    assert main(["backbones", "*_tiny", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in table] == TINY and {r["weights"] for r in table} == {"none needed"}
+    assert main(["backbones", "densenet*"]) == 2
+    assert "no backbone matches 'densenet*'" in capsys.readouterr().err
