@@ -7,8 +7,13 @@ here from the patient ids and handed over as explicit ``(train, test)`` splits.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import column_or_1d
 
 from multibone.errors import InputError, LeakageError
 
@@ -20,26 +25,43 @@ def _few(ids, n: int = 5) -> str:
     return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
 
 
-def check_binary_labels(y, where: str = "y") -> np.ndarray:
-    """``y`` as int 0/1 array of shape (n,); InputError for NaN, other values or one class."""
-    arr = np.asarray(y, dtype="float64").ravel()
-    if arr.size == 0:
+def encode_binary_labels(y: Any, where: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """(classes (2,), y as int 0/1 (n,) indexing classes) for any two labels.
+
+    ``classes`` are sorted as scikit-learn does (``np.unique``), so the
+    positive class is ``classes[1]`` (1 for 0/1 labels)."""
+    y = column_or_1d(y, warn=True)
+    missing = pd.isna(y)
+    if y.size == 0:
         raise InputError(f"{where}: no patients with a label")
-    if np.isnan(arr).any():
+    if missing.any():
         raise InputError(
-            f"{where}: {int(np.isnan(arr).sum())} missing label(s); the stacker trains only on "
+            f"{where}: {int(missing.sum())} missing label(s); the stacker trains only on "
             "patients with a known diagnosis"
         )
-    bad = sorted(set(np.unique(arr)) - {0.0, 1.0})
-    if bad:
-        raise InputError(f"{where}: labels must be 0/1, found {bad[:5]}")
-    classes = np.unique(arr)
+    kind = type_of_target(y)
+    if kind.startswith("continuous"):
+        raise InputError(f"{where}: Unknown label type: {kind}; the stacker needs class labels")
+    classes = np.unique(y)
     if classes.size < 2:
         raise InputError(
-            f"{where}: only one class present (every label is {int(classes[0])}); the stacker "
+            f"{where}: only one class present (every label is {classes[0]}); the stacker "
             "needs patients of both diagnoses"
         )
-    return arr.astype(int)
+    if classes.size > 2:
+        raise InputError(
+            f"{where}: Only binary classification is supported. The type of the target is "
+            f"multiclass ({classes.size} classes: {', '.join(map(str, classes[:5]))})"
+        )
+    return classes, np.searchsorted(classes, y).astype(int)
+
+
+def check_binary_labels(y, where: str = "y") -> np.ndarray:
+    """``y`` as int 0/1 array of shape (n,); InputError for NaN, other values or one class."""
+    classes, y01 = encode_binary_labels(np.asarray(y, dtype="float64"), where)
+    if not set(classes.tolist()) <= {0.0, 1.0}:
+        raise InputError(f"{where}: labels must be 0/1, found {classes.tolist()}")
+    return y01
 
 
 def make_group_folds(y, groups, n_splits: int, seed: int, *, what: str = "inner CV") -> list[Split]:

@@ -22,13 +22,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from multibone.errors import InputError
 from multibone.stacking.config import CALIBRATIONS
 from multibone.stacking.families import family_of, make_estimator
-from multibone.stacking.folds import make_group_folds
+from multibone.stacking.folds import encode_binary_labels, make_group_folds
 
 
 class MissingAtPredictWarning(UserWarning):
@@ -66,37 +65,6 @@ def _as_frame(X: Any, names: list[str] | None = None, where: str = "X") -> pd.Da
         bad = [c for c in frame.columns if np.isinf(frame[c].to_numpy()).any()]
         raise InputError(f"{where}, column {bad[0]}: infinite value; use NaN for missing")
     return frame
-
-
-def _encode_binary(y: Any, where: str = "y") -> tuple[np.ndarray, np.ndarray]:
-    """(classes (2,), y as int 0/1 (n,) indexing classes) for any two labels.
-
-    ``classes`` are sorted as scikit-learn does (``np.unique``), so the
-    positive class is ``classes[1]`` (1 for 0/1 labels)."""
-    y = column_or_1d(y, warn=True)
-    missing = pd.isna(y)
-    if y.size == 0:
-        raise InputError(f"{where}: no patients with a label")
-    if missing.any():
-        raise InputError(
-            f"{where}: {int(missing.sum())} missing label(s); the stacker trains only on "
-            "patients with a known diagnosis"
-        )
-    kind = type_of_target(y)
-    if kind.startswith("continuous"):
-        raise InputError(f"{where}: Unknown label type: {kind}; the stacker needs class labels")
-    classes = np.unique(y)
-    if classes.size < 2:
-        raise InputError(
-            f"{where}: only one class present (every label is {classes[0]!r}); the stacker "
-            "needs patients of both diagnoses"
-        )
-    if classes.size > 2:
-        raise InputError(
-            f"{where}: Only binary classification is supported. The type of the target is "
-            f"multiclass ({classes.size} classes: {', '.join(map(str, classes[:5]))})"
-        )
-    return classes, np.searchsorted(classes, y).astype(int)
 
 
 def _imputes(pipe: Any) -> bool:
@@ -191,7 +159,7 @@ class Stacker(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"X: 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required."
             )
-        classes, y01 = _encode_binary(y, "y")
+        classes, y01 = encode_binary_labels(y, "y")
         if y01.shape[0] != frame.shape[0]:
             raise InputError(f"y has {y01.shape[0]} labels for {frame.shape[0]} rows of X")
         groups = np.arange(y01.shape[0]) if groups is None else np.asarray(groups)

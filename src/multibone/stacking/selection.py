@@ -39,10 +39,11 @@ from multibone.stacking.families import get_family, make_estimator, restrict_gri
 from multibone.stacking.folds import (
     Split,
     check_binary_labels,
+    encode_binary_labels,
     make_group_folds,
     splits_from_fold_ids,
 )
-from multibone.stacking.model import Stacker, _as_frame, _encode_binary
+from multibone.stacking.model import Stacker, _as_frame
 from multibone.stats import auc_score, bootstrap_auc
 
 CI_METHOD = "bootstrap percentile 95% CI (patients resampled within class)"
@@ -132,7 +133,7 @@ class TunedStacker(ClassifierMixin, BaseEstimator):
         """X (n, f) float (NaN = missing), y (n,) two labels, groups (n,) patient ids."""
         stacker = Stacker() if self.stacker is None else self.stacker
         frame = _as_frame(X)
-        _, y01 = _encode_binary(y, "y")
+        _, y01 = encode_binary_labels(y, "y")
         if y01.shape[0] != frame.shape[0]:
             raise InputError(f"y has {y01.shape[0]} labels for {frame.shape[0]} rows of X")
         g = np.arange(y01.shape[0]) if groups is None else np.asarray(groups)
