@@ -65,19 +65,36 @@ def test_repository_folders_link_into_the_package(link, target):
     assert path.resolve() == (REPO / target).resolve()
 
 
-def test_package_data_globs_cover_the_resources():
-    """pyproject's package-data ships every config and schema (a wheel would lack the rest)."""
-    import fnmatch
+def test_package_data_globs_cover_every_data_file():
+    """pyproject's package-data ships every non-Python file under src/multibone (a wheel,
+    unlike an editable install, would lack the rest), matched the way setuptools does: a
+    glob relative to the nearest package folder."""
+    import glob
 
     tomllib = pytest.importorskip("tomllib")
+    src = REPO / "src" / "multibone"
+    if not src.is_dir():
+        pytest.skip("no source tree (installed tests)")
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     data = pyproject["tool"]["setuptools"]["package-data"]
-    for package, folder in (("multibone", "configs"), ("multibone.cohort", "schemas")):
-        base = resources.files(package)
-        names = [f"{folder}/{f.name}" for f in base.joinpath(folder).iterdir() if f.is_file()]
-        assert names
-        for name in names:
-            assert any(fnmatch.fnmatch(name, g) for g in data[package]), f"{package}: {name}"
+    data_files = [
+        f
+        for f in src.rglob("*")
+        if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts
+    ]
+    assert any(f.name == "demo.yaml" for f in data_files)
+    missing = []
+    for f in data_files:
+        package_dir = next(d for d in f.parents if (d / "__init__.py").is_file())
+        package = ".".join(package_dir.relative_to(src.parent).parts)
+        shipped = {
+            Path(package_dir, m)
+            for pattern in data.get(package, [])
+            for m in glob.glob(pattern, root_dir=package_dir)
+        }
+        if f not in shipped:
+            missing.append(str(f.relative_to(src.parent)))
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
 
 
 def test_streamlit_options_match_the_repository_config():
@@ -140,7 +157,7 @@ def test_dashboard_runs_streamlit_on_the_packaged_app(monkeypatch, tmp_path):
 
     (tmp_path / "bundle.json").write_text("{}")
     seen: list[list[str]] = []
-    monkeypatch.setattr(cli_dashboard.subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.setattr(cli_dashboard, "_launch", lambda cmd: seen.append(cmd) or 0)
     args = argparse.Namespace(bundle=str(tmp_path), port=8765)
     assert cli_dashboard.run(args) == 0
     assert seen == [cli_dashboard.streamlit_command(app_path(), 8765, str(tmp_path.resolve()))]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from multibone.errors import InputError
@@ -27,13 +29,18 @@ STREAMLIT_OPTIONS: dict[str, object] = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Raw formatting keeps the examples' lines; the description is wrapped here instead.
     p.description = (
-        "Start the clinician dashboard in Streamlit, on this machine only (localhost). "
-        "Open the address it prints in a browser, upload a patient's radiographs, mark the "
-        "lesion box, type age, sex, site, CRP and ESR, and get a calibrated probability, a "
-        "decision at a named operating point, SHAP and Score-CAM explanations and a case "
-        "report. The Model tab shows what the bundle was trained on and how well it did. "
-        f"Needs Streamlit: {INSTALL_HINT}. Stop it with Ctrl+C."
+        textwrap.fill(
+            "Start the clinician dashboard in Streamlit, on this machine only (localhost). "
+            "Open the address it prints in a browser, upload a patient's radiographs, mark the "
+            "lesion box, type age, sex, site, CRP and ESR, and get a calibrated probability, a "
+            "decision at a named operating point, SHAP and Score-CAM explanations and a case "
+            "report. The Model tab shows what the bundle was trained on and how well it did. "
+            "Stop it with Ctrl+C.",
+            width=78,
+        )
+        + f"\n\nNeeds Streamlit: {INSTALL_HINT}"
     )
     p.epilog = (
         "examples:\n"
@@ -75,7 +82,17 @@ def run(args: argparse.Namespace) -> int:
         bundle = str(path)
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: must be between 1 and 65535")
+    return _launch(streamlit_command(app_path(), args.port, bundle))
+
+
+def _launch(cmd: list[str]) -> int:
+    """Run Streamlit. On POSIX it replaces this process, so a SIGTERM (service manager,
+    ``kill``) reaches Streamlit itself and no server is left orphaned; elsewhere, a child."""
+    if os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(cmd[0], cmd)  # does not return
     try:
-        return subprocess.call(streamlit_command(app_path(), args.port, bundle))
+        return subprocess.call(cmd)
     except KeyboardInterrupt:  # Ctrl+C reaches Streamlit too, which stops on its own
         return 0
