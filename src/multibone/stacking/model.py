@@ -147,7 +147,11 @@ class Stacker(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any, groups: Any = None) -> Stacker:
         """Fit on X (DataFrame or array (n, f), float; NaN = missing), y (n,)
         two labels (0/1, strings, ...) and optional groups (n,) patient ids
-        (rows of a patient share calibration folds; default one row = one patient)."""
+        (rows of a patient share calibration folds; default one row = one patient,
+        as in multibone's stacking tables). Under ``cross_val_predict`` pass them as
+        ``params={"groups": g}`` (as ``oof_predict`` does); a search's ``groups``
+        argument only reaches its splitter (no metadata routing), so inside
+        ``GridSearchCV`` each row counts as one patient."""
         if self.calibration not in CALIBRATIONS:
             raise InputError(
                 f"calibration {self.calibration!r} is not one of {', '.join(CALIBRATIONS)}"
