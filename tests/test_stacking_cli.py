@@ -140,3 +140,19 @@ def test_scores_cross_fitted_on_other_folds_are_refused(cohort, tmp_path, capsys
     assert code == 2
     assert "cross-fitted on other splits" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_clinical_table_without_an_image_column_runs_to_a_bundle(cohort, tmp_path):
+    """A clinical table (no image_path column) + ``backbones: []``: stack --run gives a bundle."""
+    table = pd.read_csv(cohort["manifest"]).drop(columns=["image_path"])
+    manifest = tmp_path / "clinical.csv"
+    table.to_csv(manifest, index=False)
+    config = tmp_path / "clinical.yaml"
+    config.write_text(FAST_YAML + "imaging:\n  backbones: []\n")
+    run = tmp_path / "run"
+    args = ["stack", "--run", str(run), "--manifest", str(manifest), "--config", str(config)]
+    assert main(args) == 0
+    meta = json.loads((run / "bundle" / "bundle.json").read_text())
+    assert meta["backbones"] == []
+    preds = pd.read_csv(run / "predictions.csv")
+    assert len(preds) == len(table) and preds["p_stacker"].between(0, 1).all()

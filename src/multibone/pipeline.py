@@ -419,6 +419,26 @@ def _start_run(run: Path, splits: pd.DataFrame, config: RunConfig) -> None:
     save_run_config(config, run / "config.yaml")
 
 
+def load_run_cohort(
+    manifest: str | Path, config: RunConfig, *, check_images: bool = True, progress: bool = True
+):
+    """Stage 1 for every entry point: the manifest validated for what ``config`` needs.
+
+    A config without backbones is a clinical-only run: ``image_path`` may then be
+    absent or empty and no image is opened.
+    """
+    from multibone.cohort import load_cohort
+
+    needs_images = bool(config.imaging.backbones)
+    return load_cohort(
+        manifest,
+        positive_class=config.positive_class,
+        require_images=needs_images,
+        check_images=check_images and needs_images,
+        progress=progress,
+    )
+
+
 def train_imaging(
     manifest: str | Path,
     out_dir: str | Path,
@@ -433,10 +453,9 @@ def train_imaging(
     Returns the imaging summary of :func:`multibone.imaging.train_images` (``None``
     on a non-zero torchrun rank).
     """
-    from multibone.cohort import load_cohort
     from multibone.imaging import train_images
 
-    cohort = load_cohort(manifest, positive_class=config.positive_class, progress=progress)
+    cohort = load_run_cohort(manifest, config, progress=progress)
     splits = make_splits(cohort, config)
     return train_images(
         cohort, splits, config.imaging, out_dir, resume=resume, force=force, progress=progress
@@ -457,10 +476,8 @@ def stack_run(
     Without ``RUN/imaging/patient_scores.csv`` the stacker is clinical-only. The
     splits are :func:`make_splits`'s; imaging scores cross-fitted on others are refused.
     """
-    from multibone.cohort import load_cohort
-
     run = Path(run_dir)
-    cohort = load_cohort(manifest, positive_class=config.positive_class, progress=False)
+    cohort = load_run_cohort(manifest, config, progress=False)
     splits = make_splits(cohort, config)
     scores_path = run / "imaging" / "patient_scores.csv"
     if scores_path.is_file():  # refuse before anything is written
@@ -485,13 +502,10 @@ def stack_step(
     clinical features only, on :func:`make_splits`'s splits and folds. Returns
     :func:`multibone.stacking.run.run_stacking`'s summary.
     """
-    from multibone.cohort import load_cohort
     from multibone.stacking import build_stacking_table
     from multibone.stacking.run import run_stacking
 
-    cohort = load_cohort(
-        manifest, positive_class=config.positive_class, check_images=False, progress=False
-    )
+    cohort = load_run_cohort(manifest, config, check_images=False, progress=False)
     splits = make_splits(cohort, config)
     if scores is not None:
         table = read_scores(scores)
@@ -519,12 +533,11 @@ def run_pipeline(
     n_boot: int = 1000,
 ) -> Path:
     """Cohort -> splits -> cross-fitted backbones -> stacker -> evaluation -> bundle."""
-    from multibone.cohort import load_cohort
     from multibone.imaging import train_images
 
     run = Path(run_dir)
     callback(0.12, "checking the cohort")
-    cohort = load_cohort(manifest, positive_class=config.positive_class, progress=progress)
+    cohort = load_run_cohort(manifest, config, progress=progress)
     splits = make_splits(cohort, config)
     _start_run(run, splits, config)
     if config.imaging.backbones:
