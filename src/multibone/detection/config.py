@@ -93,8 +93,8 @@ class DetectionConfig:
         for k in ("img_size", "cycles", "epochs_per_cycle", "batch_size"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{w}.{k}: must be >= 1, got {getattr(self, k)}")
-        if self.img_size < 32:
-            raise ConfigError(f"{w}.img_size: {self.img_size} px is too small; use >= 32")
+        if self.img_size < 64:
+            raise ConfigError(f"{w}.img_size: {self.img_size} px is too small; use >= 64")
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"{w}.optimizer: {self.optimizer!r} is not one of sgd, adamw")
         if self.lr <= 0:

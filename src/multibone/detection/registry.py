@@ -19,7 +19,7 @@ name               model                                       use
 fcos_r50           FCOS, ResNet-50-FPN (torchvision)           GPU runs (anchor-free, one stage,
                                                                like seed 000/003's YOLO)
 fasterrcnn_r50     Faster R-CNN, ResNet-50-FPN (torchvision)   GPU runs (two stage)
-fcos_tiny          FCOS on a 4-stage 16-64 channel CNN + FPN   CPU tests and the demo (seconds)
+fcos_tiny          FCOS on a 5-block 16-64 channel CNN + FPN   CPU tests and the demo (seconds)
 =================  ==========================================  =================================
 
 Radiographs are grey: images are replicated to 3 channels (``GREY_POLICY``).
@@ -37,6 +37,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from multibone.errors import InputError, WeightsError
 
@@ -150,6 +151,14 @@ class TinyBody(nn.Module):
         return x
 
 
+class _NoExtraLevel(ExtraFPNBlock):
+    """No pooled level above stride 32: at 64 px it would be 1 x 1, too small for the
+    head's GroupNorm on a single image."""
+
+    def forward(self, results, x, names):
+        return results, names
+
+
 def _tiny_fcos(min_size: int, max_size: int) -> nn.Module:
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -162,9 +171,10 @@ def _tiny_fcos(min_size: int, max_size: int) -> nn.Module:
         return_layers={"layer2": "0", "layer3": "1", "layer4": "2"},
         in_channels_list=[32, 64, 64],
         out_channels=32,
-    )  # + a max-pooled level: strides 8, 16, 32, 64
+        extra_blocks=_NoExtraLevel(),
+    )  # strides 8, 16, 32
     # FCOS uses each level's anchor size as its stride (size ranges, centre sampling).
-    anchors = AnchorGenerator(sizes=((8,), (16,), (32,), (64,)), aspect_ratios=((1.0,),) * 4)
+    anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
     return FCOS(
         backbone,
         num_classes=NUM_CLASSES,
@@ -230,8 +240,8 @@ def create_detector(
     """
     spec = get_spec(name)
     size = int(img_size or spec.input_size)
-    if size < 32:
-        raise InputError(f"detector {name!r}: img_size {size} px is too small; use >= 32")
+    if size < 64:
+        raise InputError(f"detector {name!r}: img_size {size} px is too small; use >= 64")
     w = str(weights)
     check_weights_source(name, weights=w)
     with _seeded(seed):
