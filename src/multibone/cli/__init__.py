@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "load one radiograph and print what multibone sees"),
     "backbones": ("backbones", "list the backbone registry (CAM layer, input size, weights)"),
     "train-images": ("train_images", "train backbones cross-fitted; write patient scores"),
+    "train-detector": ("train_detector", "train the lesion detector cross-fitted; write boxes"),
+    "detect": ("detect", "lesion boxes with scores on one radiograph (JSON)"),
     "stack": ("stack", "fit and compare stackers on patient scores + clinical data"),
     "predict": ("predict", "score one case (or a CSV of cases) with a model bundle"),
     "explain": ("explain", "SHAP and Score-CAM / Grad-CAM for one case"),

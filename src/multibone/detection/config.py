@@ -46,6 +46,9 @@ class DetectionConfig:
         fraction of the side (boxes moved along; boxes pushed off the image are clipped).
     score_thresh: boxes scoring below this are dropped at inference (keep it low: the
         image score is the best box confidence, and the ROC needs the low ones).
+    box_thresh: a box scoring at least this is a detection: it counts in the
+        localisation rate and false positives, and ``multibone detect`` shows it.
+    max_boxes: at most this many boxes per image are kept (best first).
     merge: ``wbf`` (weighted boxes fusion) or ``nms``: how the K fold models' boxes
         (and test-time augmentations) are merged for held-out images.
     merge_iou: IoU above which boxes are fused / suppressed in the merge.
@@ -74,6 +77,8 @@ class DetectionConfig:
     scale: float = 0.5
     translate: float = 0.1
     score_thresh: float = 0.01
+    box_thresh: float = 0.25
+    max_boxes: int = 10
     merge: Literal["wbf", "nms"] = "wbf"
     merge_iou: float = 0.55
     conf_type: str = "avg"
@@ -90,7 +95,7 @@ class DetectionConfig:
                 f"{w}.detector: unknown detector {self.detector!r}; valid detectors are "
                 f"{', '.join(DETECTORS)}"
             )
-        for k in ("img_size", "cycles", "epochs_per_cycle", "batch_size"):
+        for k in ("img_size", "cycles", "epochs_per_cycle", "batch_size", "max_boxes"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{w}.{k}: must be >= 1, got {getattr(self, k)}")
         if self.img_size < 64:
@@ -101,7 +106,7 @@ class DetectionConfig:
             raise ConfigError(f"{w}.lr: must be > 0, got {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"{w}.weight_decay: must be >= 0, got {self.weight_decay}")
-        for k in ("momentum", "flip_prob", "lr_min_factor", "score_thresh"):
+        for k in ("momentum", "flip_prob", "lr_min_factor", "score_thresh", "box_thresh"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{w}.{k}: must be in [0, 1], got {getattr(self, k)}")
         if not 0.0 < self.ema_decay < 1.0:

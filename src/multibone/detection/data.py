@@ -79,6 +79,19 @@ def read_image_table(
     return df.reset_index(drop=True)
 
 
+def check_boxes(table: pd.DataFrame) -> None:
+    """Every box of ``table`` inside its image and of positive area (image headers only).
+
+    Raises ImageReadError (missing file) or InputError naming the file.
+    """
+    from multibone.io import read_image_size
+
+    for row in table[table["has_box"]].itertuples(index=False):
+        h, w = read_image_size(row.image_path)
+        box = (row.roi_x0, row.roi_y0, row.roi_x1, row.roi_y1)
+        check_box(box, w, h, f"{row.image_path}: roi_x0..roi_y1")
+
+
 @dataclasses.dataclass
 class DetectionImages:
     """Images resized to one square side, with their boxes.

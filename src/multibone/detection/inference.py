@@ -52,8 +52,8 @@ def detect(
     ----------
     models: detectors in eval mode (see :func:`.registry.create_detector`).
     pixels: float ``(H, W)`` grey image in [0, 1] (as :func:`multibone.io.read_radiograph`).
-    config: ``img_size``, ``score_thresh``, ``tta``, ``tta_scales``, ``merge``,
-        ``merge_iou`` and ``conf_type`` are used.
+    config: ``img_size``, ``score_thresh``, ``max_boxes``, ``tta``, ``tta_scales``,
+        ``merge``, ``merge_iou`` and ``conf_type`` are used.
 
     Returns
     -------
@@ -83,13 +83,15 @@ def detect(
     if len(sources) == 1:
         b, s = sources[0]
         order = np.argsort(-s, kind="stable")
-        return b[order].astype(np.float64), s[order].astype(np.float64)
-    return merge_boxes(
-        sources,
-        float(w),
-        float(h),
-        method=config.merge,
-        iou_thr=config.merge_iou,
-        skip_box_thr=config.score_thresh,
-        conf_type=config.conf_type,
-    )
+        b, s = b[order].astype(np.float64), s[order].astype(np.float64)
+    else:
+        b, s = merge_boxes(
+            sources,
+            float(w),
+            float(h),
+            method=config.merge,
+            iou_thr=config.merge_iou,
+            skip_box_thr=config.score_thresh,
+            conf_type=config.conf_type,
+        )
+    return b[: config.max_boxes], s[: config.max_boxes]
