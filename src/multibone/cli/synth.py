@@ -2,7 +2,7 @@
 
 Example::
 
-    multibone synth --out data/synth --patients 200 --seed 0
+    multibone synth --out data/synth --patients 200 --seed 0 [--normals 0.3]
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="0..1: how much tumour and infection lesions look alike (default 0.5)",
     )
     parser.add_argument(
+        "--normals",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of the patients that are normal controls without a lesion, for "
+        "lesion-vs-normal detection (default 0: none)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -50,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         force=args.force,
         workers=workers,
+        normals=args.normals,
     )
     with open(manifest, encoding="utf-8") as fh:
         n_images = sum(1 for _ in fh) - 1

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage, special
@@ -344,11 +344,12 @@ class RenderedView:
 
     Attributes:
         pixels: float32 (H, W) in [0, 1], bone bright; H in 304..384, W in 256..336.
-        roi: lesion box (x0, y0, x1, y1) in px, x1/y1 exclusive, inside the image.
+        roi: lesion box (x0, y0, x1, y1) in px, x1/y1 exclusive, inside the image;
+            None for a normal control (no lesion drawn).
     """
 
     pixels: np.ndarray
-    roi: tuple[int, int, int, int]
+    roi: tuple[int, int, int, int] | None
 
 
 def _long_bone(
@@ -657,6 +658,7 @@ def render_view(
     view: str = "AP",
     center: str = "A",
     paediatric: bool = False,
+    normal: bool = False,
 ) -> RenderedView:
     """Render one radiograph of a patient's lesion.
 
@@ -667,6 +669,8 @@ def render_view(
         view: AP, lateral or oblique (changes projection angle and shape).
         center: A, B or C (acquisition look; unknown -> A).
         paediatric: slimmer bones and open growth plates.
+        normal: a normal control: the same anatomy, but no lesion and no lesion-related
+            soft-tissue swelling; ``lesion`` then only places the (unpainted) lesion site.
 
     Returns:
         :class:`RenderedView` with float32 pixels (H, W) in [0, 1], bone bright.
@@ -678,6 +682,8 @@ def render_view(
     w = int(rng.choice(_WIDTHS))
     yy, xx = _grid(h, w)
     st = feature_strengths(lesion)
+    if normal:
+        st = dict.fromkeys(st, 0.0)
     tex = texture(rng, "trabecular" if template != "flat" else "trabecular_iso", (h, w))
     if template == "long":
         # The fibula's companion is the much thicker tibia; radius and ulna are alike.
@@ -689,7 +695,14 @@ def render_view(
         scene = _vertebra(rng, h, w, lesion, st, view, paediatric, yy, xx, tex)
     else:
         scene = _flat(rng, h, w, lesion, st, wscale, view, yy, xx, tex)
-    roi = _paint_lesion(rng, scene, lesion, st)
+    if normal:
+        # Paint into a throwaway copy so the generator advances exactly as with a
+        # lesion: the normal image is then the same radiograph without the lesion.
+        full = feature_strengths(lesion)
+        _paint_lesion(rng, replace(scene, bone=scene.bone.copy()), lesion, full)
+        roi = None
+    else:
+        roi = _paint_lesion(rng, scene, lesion, st)
 
     gain, offset, noise_sd, blur = _CENTER_LOOK.get(center, _CENTER_LOOK["A"])
     total = scene.soft + scene.bone

@@ -304,8 +304,13 @@ def _render_patient(
     """Render and write all images of one patient; return their manifest/truth rows."""
     index, patient, plans, seed, difficulty, root = task
     kids = patient_streams(seed, index)
+    normal = patient["diagnosis"] == NORMAL
+    # A normal control's "lesion" only fixes the site geometry; nothing is painted.
     lesion = draw_lesion(
-        np.random.default_rng(kids[0]), patient["diagnosis"], patient["subtype"], difficulty
+        np.random.default_rng(kids[0]),
+        "tumor" if normal else patient["diagnosis"],
+        "" if normal else patient["subtype"],
+        difficulty,
     )
     rows = []
     for j, plan in enumerate(plans):
@@ -316,6 +321,7 @@ def _render_patient(
             view=plan.view,
             center=patient["center"],
             paediatric=patient["center"] in PAEDIATRIC_CENTERS,
+            normal=normal,
         )
         path = Path(root) / plan.file_name
         if plan.kind == "dicom":
@@ -324,15 +330,15 @@ def _render_patient(
             )
         else:
             write_png(path, view.pixels, 16 if plan.kind == "png16" else 8)
-        x0, y0, x1, y1 = view.roi
         rows.append(
             {
                 "index": index,
                 "view_index": j,
                 "image_path": plan.file_name,
                 "view": plan.view,
-                "roi": (x0, y0, x1, y1),
+                "roi": ("", "", "", "") if view.roi is None else view.roi,
                 "kind": plan.kind,
+                "normal": normal,
                 "evidence": lesion.evidence,
                 "tumour_likeness": lesion.tumour_likeness,
                 "tumour_family": lesion.tumour_family,
@@ -412,6 +418,7 @@ def make_synthetic_cohort(
     *,
     force: bool = False,
     workers: int = 1,
+    normals: float = 0.0,
 ) -> Path:
     """Write a synthetic cohort (images + manifest) into ``out_dir``.
 
@@ -426,6 +433,9 @@ def make_synthetic_cohort(
         progress: show a tqdm progress bar (per patient).
         force: replace an existing non-empty ``out_dir``.
         workers: processes used to render (>= 1); the output does not depend on it.
+        normals: fraction in [0, 1) of the ``n_patients`` that are normal controls
+            (``diagnosis`` ``normal``, no lesion, empty roi columns, no labs), for
+            lesion-vs-normal detection. 0 (default) writes exactly the cohort of before.
 
     Returns:
         Path of ``out_dir/manifest.csv``.
@@ -441,6 +451,15 @@ def make_synthetic_cohort(
     except (TypeError, ValueError):
         raise InputError(f"difficulty must be a number from 0 to 1, got {difficulty!r}") from None
     evidence_separation(difficulty)  # range check
+    try:
+        normals = float(normals)
+    except (TypeError, ValueError):
+        raise InputError(f"normals must be a fraction in [0, 1), got {normals!r}") from None
+    if not 0.0 <= normals < 1.0:
+        raise InputError(f"normals must be a fraction in [0, 1), got {normals!r}")
+    n_normal = round(normals * n)
+    if n - n_normal < 1:
+        raise InputError(f"normals {normals:g} of {n} patients leaves no patient with a lesion")
     out = Path(out_dir)
     if out.exists():
         if not out.is_dir():
@@ -452,8 +471,8 @@ def make_synthetic_cohort(
             )
         force = True  # empty folder, or replacing was asked for
 
-    table = synthetic_patients(n, seed)
-    patients = table.to_dict("records")
+    patients = synthetic_patients(n - n_normal, seed).to_dict("records")
+    patients += normal_controls(n_normal, seed, first_number=n - n_normal + 1)
     plans = _plan_images(patients, seed)
 
     from tqdm.auto import tqdm
@@ -484,9 +503,10 @@ def make_synthetic_cohort(
             for r in rows:
                 counts[r["kind"]] = counts.get(r["kind"], 0) + 1
         n_images = sum(counts.values())
-        (tmp / "SYNTHETIC_README.txt").write_text(
-            _readme(n, seed, difficulty, n_images, counts), encoding="utf-8"
-        )
+        readme = _readme(n, seed, difficulty, n_images, counts)
+        if n_normal:
+            readme += _NORMALS_README.format(k=n_normal, share=normals)
+        (tmp / "SYNTHETIC_README.txt").write_text(readme, encoding="utf-8")
         info = {
             "synthetic": True,
             "generator": f"multibone {__version__}",
@@ -499,8 +519,52 @@ def make_synthetic_cohort(
             "centers": {"A": "development", "B": "external adult", "C": "external paediatric"},
             "image_formats": dict(sorted(counts.items())),
         }
+        if n_normal:  # absent without normals: such a cohort's files stay as before
+            info["n_normals"] = n_normal
         (tmp / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out / "manifest.csv"
+
+
+#: ``diagnosis`` of a normal control (no lesion).
+NORMAL = "normal"
+_NORMAL_STREAM = 200  # spawn key of the normal controls' clinical table
+
+_NORMALS_README = """
+Normal controls
+---------------
+{k} of the patients ({share:.0%} asked) are NORMAL CONTROLS: diagnosis "normal",
+the same anatomy, centres, ages and views drawn as for the others, but no lesion
+(no painted lesion, no lesion-related soft-tissue swelling), empty roi_x0..roi_y1,
+empty subtype and labs. They are for lesion-vs-normal detection; the tumour-vs-
+infection models must leave them out.
+"""
+
+
+def normal_controls(k: int, seed: int, *, first_number: int) -> list[dict[str, Any]]:
+    """``k`` normal-control patients (clinical rows) numbered from ``P<first_number>``.
+
+    Centre, age, sex, site and number of views come from their own clinical table
+    (its own seed stream, so the lesion patients are unchanged); diagnosis is
+    ``normal`` and subtype, subtype group and labs are empty.
+    """
+    if k == 0:
+        return []
+    sub_seed = int(np.random.SeedSequence(seed, spawn_key=(_NORMAL_STREAM,)).generate_state(1)[0])
+    rows = synthetic_patients(k, sub_seed).to_dict("records")
+    for i, r in enumerate(rows):
+        r.update(
+            patient_id=f"P{first_number + i:04d}",
+            diagnosis=NORMAL,
+            subtype="",
+            subtype_group="",
+            crp="",
+            esr="",
+            crp_status="missing",
+            esr_status="missing",
+            crp_value=float("nan"),
+            esr_value=float("nan"),
+        )
+    return rows
 
 
 def _write_tables(
@@ -538,11 +602,17 @@ def _write_tables(
                 [
                     patients[r["index"]]["patient_id"],
                     r["image_path"],
-                    f"{r['evidence']:.4f}",
-                    f"{r['tumour_likeness']:.4f}",
-                    r["tumour_family"],
-                    r["infection_family"],
-                    int(r["sequestrum"]),
+                    *(
+                        ("", "", "", "", "")  # a normal control has no lesion
+                        if r["normal"]
+                        else (
+                            f"{r['evidence']:.4f}",
+                            f"{r['tumour_likeness']:.4f}",
+                            r["tumour_family"],
+                            r["infection_family"],
+                            int(r["sequestrum"]),
+                        )
+                    ),
                     r["kind"],
                 ]
             )
