@@ -99,8 +99,10 @@ def test_clinical_only_stacking_without_images(cohort, tmp_path, scores):
     out = tmp_path / "clin"
     assert _stack(cohort, out, scores, "--family", "lr") == 0
     preds = pd.read_csv(out / "predictions.csv")
-    assert "p_image_only" not in preds.columns
-    np.testing.assert_allclose(preds["p_stacker"], preds["p_clinical_only"])
+    # no backbones: the stacker is the clinical model, listed once (no clinical_only twin)
+    assert "p_image_only" not in preds.columns and "p_clinical_only" not in preds.columns
+    assert set(json.loads((out / "thresholds.json").read_text())) == {"stacker"}
+    assert joblib.load(out / "baselines.joblib") == {}
     stacker = joblib.load(out / "stacker.joblib")
     assert list(stacker.feature_names_in_) == [
         "age",

@@ -8,14 +8,17 @@ Written atomically into ``out_dir`` (a temporary folder renamed into place):
 * ``baselines.joblib`` - ``{name: estimator}``: one :class:`ScoreBaseline` per
   backbone (its probability as the score), ``image_only`` (mean of the
   backbone probabilities) and ``clinical_only`` (the same family, tuned and
-  calibrated the same way, on the clinical features only);
+  calibrated the same way, on the clinical features only); with no backbones
+  it is empty (the stacker is then the clinical model, listed once);
 * ``predictions.csv`` - ``patient_id, split, fold, label`` and ``p_<model>``
   for every model (``p_stacker``, ``p_clinical_only``, ``p_image_only``,
   ``p_<backbone>``): dev rows are out-of-fold (nested CV for fitted models),
   test/external rows come from the models fitted on all dev patients;
 * ``thresholds.json`` - ``{model: {youden, sens90, spec90}}`` chosen on dev;
 * ``operating_points.json`` - the same with dev sensitivity/specificity;
-* ``stacking_summary.json`` - config, features, family, timings.
+* ``stacking_summary.json`` - config, features, family, timings, and
+  ``dropped_features`` (clinical columns never observed or constant on dev,
+  dropped before fitting: :mod:`multibone.stacking.prune`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from multibone.stacking.config import CLINICAL_FEATURES, StackingConfig
 from multibone.stacking.families import get_family
 from multibone.stacking.folds import check_binary_labels
 from multibone.stacking.model import ScoreBaseline
+from multibone.stacking.prune import prune_features
 from multibone.stacking.selection import CI_METHOD, compare_families, fit_stacker, oof_predict
 from multibone.stats import DECISION_POINTS, choose_operating_points
 
@@ -90,6 +94,15 @@ def run_stacking(
             "no development patients with a diagnosis (split 'dev'); the stacker is trained "
             "on dev patients only"
         )
+    pruned = prune_features(X, dev, [c for c in X.columns if c in CLINICAL_FEATURES])
+    if pruned.dropped:
+        X = X[pruned.kept]
+        clinical = [c for c in clinical if c in pruned.kept]
+        if not len(X.columns):
+            raise InputError(
+                "no usable feature left: " + pruned.sentence().split(": ", 1)[1]
+                + " Record at least one clinical column, or train backbones"
+            )
     Xd = X[dev]
     yd = check_binary_labels(meta["label"].to_numpy()[dev], "development labels")
     gd = np.asarray(X.index[dev]).astype(str)
@@ -131,10 +144,8 @@ def run_stacking(
         p_clin_dev = oof_predict(Xd[clinical], yd, gd, config, family, folds=folds, params=cparams)
         timings["clinical_only"] = time.perf_counter() - t0
         models["clinical_only"] = clin
-    elif clinical:
-        # zero backbones: the stacker itself is the clinical-only model
-        models["clinical_only"] = stacker
-        p_clin_dev = p_dev
+    # zero backbones: the stacker itself is the clinical model; no separate
+    # clinical_only baseline (it would be the same model, compared with itself)
 
     preds["p_stacker"] = stacker.predict_proba(X)[:, 1]
     preds.loc[dev, "p_stacker"] = p_dev
@@ -169,6 +180,7 @@ def run_stacking(
         "features": list(X.columns),
         "backbones": backbones,
         "clinical": clinical,
+        "dropped_features": pruned.dropped,
         "n_dev": int(dev.sum()),
         "n_dev_positive": int(yd.sum()),
         "outer_folds": "fold column of the scores table" if folds is not None else "made here",
@@ -183,7 +195,8 @@ def run_stacking(
             "backbone": "its patient-level out-of-fold probability used directly as the score",
             "image_only": "mean of the backbone probabilities",
             "clinical_only": f"{family} on the clinical features only, tuned and calibrated alike",
-        },
+        } if backbones else {"stacker": "clinical features only (no backbones): the "
+                             "stacker is the clinical model, listed once"},
         "stacker_params": stacker.tuning_["best_params"],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "operating_points": points,
