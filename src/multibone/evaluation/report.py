@@ -48,6 +48,7 @@ from multibone.evaluation.agreement import mcnemar_sens_spec
 from multibone.evaluation.calibration import calibration, calibration_table
 from multibone.evaluation.curves import net_benefit, pr_curve
 from multibone.evaluation.metrics import binary_metrics
+from multibone.evaluation.subgroups import display_table, flagged, size_cuts, subgroup_table
 from multibone.stats import (
     LABELS,
     OPERATING_POINTS,
@@ -240,90 +241,6 @@ def _metrics_block(
                 row[f"{k}_boot_ci_high"] = ci.ci_high
         res[op] = row
     return res
-
-
-def _age_group(a: pd.Series) -> pd.Series:
-    v = pd.to_numeric(a, errors="coerce")
-    return pd.Series(np.where(v.isna(), "unknown", np.where(v < 18, "<18", ">=18")), index=a.index)
-
-
-def _subgroup_columns(d: pd.DataFrame) -> dict[str, pd.Series]:
-    """Variable name -> level of each row (strings), for the variables present."""
-    out: dict[str, pd.Series] = {}
-    if d["center"].nunique() > 1:
-        out["centre"] = d["center"].replace("", "unknown")
-    if "age" in d:
-        out["age"] = _age_group(d["age"])
-    for c in ("sex", "location", "subtype"):
-        if c in d:
-            out[c] = d[c].fillna("").astype(str).replace("", "unknown")
-    if "lesion_area" in d:
-        la = pd.to_numeric(d["lesion_area"], errors="coerce")
-        if la.notna().sum() >= 3 and la.nunique() >= 3:
-            q = la.quantile([1 / 3, 2 / 3]).to_numpy()
-            lev = np.where(
-                la.isna(),
-                "unknown",
-                np.where(
-                    la <= q[0],
-                    f"T1 (<= {q[0]:.0f} px^2)",
-                    np.where(
-                        la <= q[1], f"T2 ({q[0]:.0f}-{q[1]:.0f} px^2)", f"T3 (> {q[1]:.0f} px^2)"
-                    ),
-                ),
-            )
-            out["lesion size tertile"] = pd.Series(lev, index=d.index)
-    return out
-
-
-def subgroup_table(d: pd.DataFrame, models: list[str], thresholds: dict) -> pd.DataFrame:
-    """Per variable and level: n, AUC (DeLong CI) and accuracy (Wilson CI) at Youden, per model.
-
-    ``p_accuracy_differs``: chi-square test of correct/incorrect across the
-    variable's levels (as in seed 003), per model.
-    """
-    from scipy.stats import chi2_contingency
-
-    rows = []
-    y_all = d["label"].to_numpy()
-    for var, lev in _subgroup_columns(d).items():
-        for model in models:
-            t = thresholds.get(model, {}).get("youden")
-            p_all = d[f"p_{model}"].to_numpy()
-            correct = ((p_all >= t).astype(int) == y_all) if t is not None else None
-            p_diff = math.nan
-            if correct is not None and lev.nunique() > 1:
-                ct = pd.crosstab(lev.to_numpy(), correct)
-                if ct.shape == (lev.nunique(), 2):
-                    p_diff = float(chi2_contingency(ct.to_numpy())[1])
-            for level in sorted(lev.unique()):
-                m = (lev == level).to_numpy()
-                y, p = y_all[m], p_all[m]
-                row = {
-                    "variable": var,
-                    "level": level,
-                    "model": model,
-                    "n": int(m.sum()),
-                    "n_pos": int(y.sum()),
-                    "n_neg": int((1 - y).sum()),
-                    "auc": math.nan,
-                    "auc_ci_low": math.nan,
-                    "auc_ci_high": math.nan,
-                }
-                try:
-                    r = delong_auc(y, p)
-                    row.update(auc=r.auc, auc_ci_low=r.ci_low, auc_ci_high=r.ci_high)
-                except SingleClassError:
-                    if y.sum() >= 1 and (1 - y).sum() >= 1:
-                        row["auc"] = auc_score(y, p)
-                if t is not None:
-                    a = binary_metrics(y, p, t).accuracy
-                    row.update(
-                        accuracy=a.value, accuracy_ci_low=a.ci_low, accuracy_ci_high=a.ci_high
-                    )
-                row["p_accuracy_differs"] = p_diff
-                rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def subtype_table(
@@ -594,6 +511,7 @@ def evaluate_run(
     sets = define_sets(df)
     results: dict = {}
     subgroup_frames, subtype_frames = [], []
+    cuts = size_cuts(df)  # lesion-size tertiles over all patients: same ranges in every set
     for key, label, mask in tqdm(sets, desc="evaluate", disable=not progress, leave=False):
         d = df[mask].reset_index(drop=True)
         r = evaluate_set(d, models, thresholds, n_boot=n_boot, seed=seed)
@@ -613,7 +531,7 @@ def evaluate_run(
                 "are wide and unstable; read point estimates with caution."
             )
         warnings.extend(missingness_warnings(d, label))
-        sg = subgroup_table(d, models, thresholds)
+        sg = subgroup_table(d, models, thresholds, cuts=cuts)
         if not sg.empty:
             sg.insert(0, "set", key)
             subgroup_frames.append(sg)
@@ -974,7 +892,10 @@ def _set_context(key: str, r: dict, figs: dict) -> dict:
         "operating_points": table(pd.DataFrame(rows), digits=4),
         "vs_stacker": vs_table,
         "calibration": table(cal),
-        "subgroups": None if sg.empty else table(sg, p_columns=["p_accuracy_differs"]),
+        "subgroups": None if sg.empty else table(display_table(sg), p_columns=["p_accuracy_differs"]),
+        "subgroups_flagged": None if flagged(sg).empty else table(
+            display_table(flagged(sg)), p_columns=["p_accuracy_differs"]
+        ),
         "subtypes": None if st.empty else table(st),
     }
 
