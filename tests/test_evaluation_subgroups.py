@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
+from test_evaluation_report import make_predictions, write_run
 
 from multibone.evaluation.report import evaluate_run
 from multibone.evaluation.subgroups import (
@@ -20,7 +21,6 @@ from multibone.evaluation.subgroups import (
     subgroup_levels,
     subgroup_table,
 )
-from test_evaluation_report import make_predictions, write_run
 
 
 def _frame(seed: int = 3, n: int = 400) -> pd.DataFrame:
