@@ -47,6 +47,22 @@ def test_lab_flag_derived_from_raw_values(crp, expected):
     np.testing.assert_array_equal(clinical_features(df)["crp_abnormal"], expected)
 
 
+def test_lab_values_enter_as_numbers_with_the_flag_kept_for_words():
+    # 180 and 12 mg/L are both "abnormal"; the value column tells them apart.
+    df = _patients().drop(columns=["crp_abnormal"]).assign(crp=[180.0, 12, "abnormal", ""])
+    got = clinical_features(df)
+    np.testing.assert_array_equal(got["crp_mg_l"], [180.0, 12.0, np.nan, np.nan])
+    np.testing.assert_array_equal(got["crp_abnormal"], [1.0, 1.0, 1.0, np.nan])
+    # no esr column at all: value and flag both missing, nothing imputed
+    assert got["esr_mm_h"].isna().all()
+
+
+def test_negative_lab_value_is_refused_naming_the_column():
+    df = _patients().assign(esr=[5, -3, 40, 10])
+    with pytest.raises(InputError, match=r"column esr: negative value in row\(s\) 1"):
+        clinical_features(df)
+
+
 def test_absent_lab_is_all_missing():
     df = _patients().drop(columns=["esr_abnormal"])
     assert clinical_features(df)["esr_abnormal"].isna().all()
@@ -132,6 +148,8 @@ def test_build_table_manifest_patient_without_scores():
         ("location_axial", 0.0, "location: appendicular"),
         ("crp_abnormal", 1.0, "CRP: abnormal"),
         ("crp_abnormal", float("nan"), "CRP: missing"),
+        ("crp_mg_l", 180.0, "CRP = 180 mg/L"),
+        ("esr_mm_h", 35.0, "ESR = 35 mm/h"),
         ("missingindicator_esr_abnormal", 1.0, "ESR missing: yes"),
         ("e3", 0.8123, "e3 score = 0.81"),
     ],

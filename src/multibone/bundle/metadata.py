@@ -52,7 +52,9 @@ FEATURE_ENCODING = {
     "age": "years",
     "sex_male": "1 male, 0 female",
     "location_axial": "1 axial, 0 appendicular",
+    "crp_mg_l": "CRP in mg/L; NaN when only normal/abnormal was recorded, or missing",
     "crp_abnormal": "1 abnormal (> 10 mg/L), 0 normal, NaN missing",
+    "esr_mm_h": "ESR in mm/h; NaN when only normal/abnormal was recorded, or missing",
     "esr_abnormal": "1 abnormal (> 20 mm/h), 0 normal, NaN missing",
 }
 

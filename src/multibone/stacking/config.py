@@ -19,7 +19,9 @@ CLINICAL_FEATURES: tuple[str, ...] = (
     "age",
     "sex_male",
     "location_axial",
+    "crp_mg_l",
     "crp_abnormal",
+    "esr_mm_h",
     "esr_abnormal",
 )
 
@@ -52,7 +54,8 @@ class StackingConfig:
         the grid is smaller).
     clinical:
         Clinical features given to the stacker (seed 004 used age, sex and
-        location only; the default adds the CRP/ESR abnormal flags).
+        location only; the default adds CRP and ESR, each as its value, mg/L or
+        mm/h, and its abnormal flag).
     bootstrap:
         Resamples of the bootstrap CI of each family's cross-validated AUC.
     nested:

@@ -10,13 +10,22 @@ Clinical encoding (all float64, NaN = missing):
 ``age``            years (0-120), as recorded
 ``sex_male``       1.0 male, 0.0 female
 ``location_axial`` 1.0 axial skeleton, 0.0 appendicular
+``crp_mg_l``       CRP in mg/L when the manifest gives a number, else NaN
 ``crp_abnormal``   1.0 abnormal, 0.0 normal; numeric CRP > 10 mg/L is abnormal
+``esr_mm_h``       ESR in mm/h when the manifest gives a number, else NaN
 ``esr_abnormal``   1.0 abnormal, 0.0 normal; numeric ESR > 20 mm/h is abnormal
 =================  ==========================================================
 
-Labs enter as abnormal/normal flags rather than raw values because cohorts
-(seed 004 among them) often record only the flag, and the flag is the one
-encoding every manifest can give; the cut-offs match ``multibone.cohort``.
+Each lab enters twice. The value (mg/L, mm/h) keeps what a flag loses: a CRP
+of 180 mg/L and one of 12 mg/L are both "abnormal", but not the same evidence.
+The flag stays because cohorts (seed 004 among them) often record only the
+category: a row with the word ``abnormal`` has a flag and no value. A lab
+that was not measured is NaN in both columns. Nothing is imputed here: the
+families that need complete inputs impute inside their pipeline, with the
+median of the training folds only, and add a "was missing" column (see
+:mod:`multibone.stacking.families`), so no held-out value ever fills a gap and
+the report's shortcut check still sees missingness that predicts the label.
+The cut-offs match ``multibone.cohort``.
 """
 
 from __future__ import annotations
@@ -39,8 +48,16 @@ FEATURE_LABELS: dict[str, str] = {
     "age": "age",
     "sex_male": "sex",
     "location_axial": "location",
+    "crp_mg_l": "CRP (mg/L)",
     "crp_abnormal": "CRP",
+    "esr_mm_h": "ESR (mm/h)",
     "esr_abnormal": "ESR",
+}
+
+#: Numeric lab feature -> (lab column of the patient table, unit).
+LAB_VALUE_FEATURES: dict[str, tuple[str, str]] = {
+    "crp_mg_l": ("crp", "mg/L"),
+    "esr_mm_h": ("esr", "mm/h"),
 }
 
 #: Prefix scikit-learn's MissingIndicator gives its output columns.
@@ -98,6 +115,21 @@ def _lab_flag(df: pd.DataFrame, lab: str, cutoff: float) -> pd.Series:
     return out
 
 
+def _lab_value(df: pd.DataFrame, lab: str) -> pd.Series:
+    """Numeric value of one lab (mg/L, mm/h): numbers in ``<lab>``, NaN for the
+    words normal/abnormal, empty cells or an absent column."""
+    if lab not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype="float64")
+    values = pd.to_numeric(df[lab], errors="coerce").astype("float64")
+    negative = values < 0
+    if negative.any():
+        raise InputError(
+            f"column {lab}: negative value in row(s) {_few(list(df.index[negative]))}; "
+            "give the measured value (mg/L for CRP, mm/h for ESR) or normal/abnormal"
+        )
+    return values
+
+
 def clinical_features(patients_df: pd.DataFrame) -> pd.DataFrame:
     """Encode the clinical columns of a patient table for the stacker.
 
@@ -113,7 +145,8 @@ def clinical_features(patients_df: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame with the same index and columns ``age, sex_male, location_axial,
-    crp_abnormal, esr_abnormal`` (float64; NaN for missing; see module doc).
+    crp_mg_l, crp_abnormal, esr_mm_h, esr_abnormal`` (float64; NaN for
+    missing; see module doc).
     """
     if not isinstance(patients_df, pd.DataFrame):
         raise InputError("clinical_features: expected a pandas DataFrame of patients")
@@ -141,7 +174,9 @@ def clinical_features(patients_df: pd.DataFrame) -> pd.DataFrame:
             "location_axial": _binary(
                 patients_df["location"], {"axial": 1.0, "appendicular": 0.0}, "location"
             ),
+            "crp_mg_l": _lab_value(patients_df, "crp"),
             "crp_abnormal": _lab_flag(patients_df, "crp", CRP_ABNORMAL_MG_L),
+            "esr_mm_h": _lab_value(patients_df, "esr"),
             "esr_abnormal": _lab_flag(patients_df, "esr", ESR_ABNORMAL_MM_H),
         },
         index=patients_df.index,
@@ -268,7 +303,7 @@ def describe_value(feature: str, value: float) -> str:
     """Readable ``feature: value`` text for plots and sentences.
 
     ``age = 62 y``, ``sex: male``, ``location: axial``, ``CRP: abnormal``,
-    ``CRP: missing`` (value NaN), ``CRP missing: yes`` (a missing-indicator column),
+    ``CRP = 180 mg/L``, ``CRP: missing`` (value NaN), ``CRP missing: yes`` (a missing-indicator column),
     backbone columns ``e3 score = 0.81``.
     """
     if feature.startswith(MISSING_PREFIX):
@@ -284,6 +319,8 @@ def describe_value(feature: str, value: float) -> str:
         return f"sex: {'male' if value >= 0.5 else 'female'}"
     if feature == "location_axial":
         return f"location: {'axial' if value >= 0.5 else 'appendicular'}"
+    if feature in LAB_VALUE_FEATURES:
+        return f"{label.split(' (')[0]} = {value:.4g} {LAB_VALUE_FEATURES[feature][1]}"
     if feature in ("crp_abnormal", "esr_abnormal"):
         return f"{label}: {'abnormal' if value >= 0.5 else 'normal'}"
     return f"{feature} score = {value:.2f}"
