@@ -87,3 +87,45 @@ def test_bad_probabilities(args, match):
 def test_bad_dca_thresholds():
     with pytest.raises(InputError, match="strictly between 0 and 1"):
         net_benefit([0, 1], [0.2, 0.8], [0.0, 0.5])
+
+
+def test_saturated_probabilities_give_a_finite_intercept_and_say_so():
+    # Probabilities of exactly 0/1, a fifth of them confidently wrong: an IRLS
+    # fit of the intercept overflowed here (-9.0e14 in a demo report).
+    from scipy.optimize import minimize_scalar
+
+    from multibone.evaluation.calibration import EPS
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.where(rng.random(200) < 0.8, y, 1 - y).astype(float)
+    p[:40] = rng.uniform(0.05, 0.95, 40)  # some unsaturated cases too
+    r = calibration(y, p)
+    assert np.isfinite([r.intercept, r.intercept_ci_low, r.intercept_ci_high]).all()
+    assert "clipped" in r.note and f"{EPS:g}" in r.note
+    # the intercept is the maximum-likelihood one for LP clipped at EPS: check it
+    # against a direct minimisation of the negative log-likelihood (scipy).
+    q = np.clip(p, EPS, 1 - EPS)
+    lp = np.log(q / (1 - q))
+
+    def nll(a):
+        z = a + lp
+        return float(np.sum(np.logaddexp(0, z) - y * z))
+
+    ref = minimize_scalar(nll, bounds=(-30, 30), method="bounded", options={"xatol": 1e-10})
+    assert r.intercept == pytest.approx(ref.x, abs=1e-5)
+    assert np.isfinite(r.slope) and 0 < r.slope < 1  # saturated scores are too extreme
+
+
+def test_intercept_agrees_with_statsmodels_glm_offset_when_it_converges():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(3)
+    lp = rng.normal(0, 2, 300)
+    y = (rng.random(300) < expit(0.4 + 0.7 * lp)).astype(int)
+    glm = sm.GLM(y, np.ones((300, 1)), family=sm.families.Binomial(), offset=lp).fit()
+    r = calibration(y, lp=lp)
+    assert r.intercept == pytest.approx(float(glm.params[0]), abs=1e-8)
+    lo, hi = glm.conf_int()[0]
+    assert (r.intercept_ci_low, r.intercept_ci_high) == pytest.approx((lo, hi), abs=1e-6)
+    assert r.note == ""

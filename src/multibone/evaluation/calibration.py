@@ -14,8 +14,18 @@ Models*, 2nd ed., ch. 15; Van Calster et al. 2016, J Clin Epidemiol 74:167-176):
 
 Both logistic fits use ``statsmodels.api.GLM`` (binomial, logit link); Wald
 CIs come from the fits. This reproduces R's predRupdate ``pred_validate`` on its
-SYNPM data (tests/test_evaluation_calibration.py). Probabilities of exactly 0 or 1
-are clipped to ``[1e-12, 1 - 1e-12]`` before the logit, so LP stays finite.
+SYNPM data (tests/test_evaluation_calibration.py).
+
+Saturated probabilities. A model that outputs exactly 0 or 1 has an infinite
+LP. Probabilities are clipped to ``[EPS, 1 - EPS]`` with ``EPS = 1e-6``
+(``|LP| <= 13.8``) before the logit: a model answering 0 or 1 is taken at its
+word as at least that certain. The intercept is the root of its (monotone)
+score equation, found by bracketing, so a few confidently wrong saturated
+cases give a large but finite intercept instead of the overflow an iterative
+fit runs into (the demo once printed -9.0e14). ``note`` says how many
+probabilities were clipped, since the intercept and slope then depend on EPS;
+a slope fit that does not converge to a finite value is reported as NaN,
+"not estimable", with the reason.
 """
 
 from __future__ import annotations
@@ -36,7 +46,9 @@ from multibone.evaluation._checks import (
 )
 from multibone.stats import wilson
 
-_EPS = 1e-12
+#: Probabilities are clipped to ``[EPS, 1 - EPS]`` before the logit (module doc).
+EPS = 1e-6
+_EPS = EPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +71,7 @@ class CalibrationResult:
 
 
 def logit(p: np.ndarray) -> np.ndarray:
-    """``log(p / (1 - p))`` with p clipped to ``[1e-12, 1 - 1e-12]``."""
+    """``log(p / (1 - p))`` with p clipped to ``[EPS, 1 - EPS]`` (EPS = 1e-6)."""
     q = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
     return np.log(q) - np.log1p(-q)
 
@@ -95,24 +107,60 @@ def calibration(
         require_both_classes(labels, 1, "calibration intercept/slope")
     except SingleClassError as exc:  # report what remains (Brier, O/E)
         return CalibrationResult(nan, nan, nan, nan, nan, nan, brier, oe, n, str(exc))
-    ones = np.ones((n, 1))
-    fit_a = sm.GLM(labels, ones, family=sm.families.Binomial(), offset=lin).fit()
-    a = float(fit_a.params[0])
-    a_lo, a_hi = (float(v) for v in fit_a.conf_int()[0])
+    notes = []
+    if lp is None:
+        n_sat = int(((prob <= EPS) | (prob >= 1 - EPS)).sum())
+        if n_sat:
+            notes.append(
+                f"{n_sat} of {n} probabilities were 0 or 1 (within {EPS:g}), clipped to "
+                f"[{EPS:g}, 1 - {EPS:g}]: intercept and slope depend on that clip"
+            )
+    a, a_lo, a_hi = _intercept(labels, lin)
     if np.ptp(lin) == 0:
-        return CalibrationResult(
-            a, a_lo, a_hi, nan, nan, nan, brier, oe, n, "constant predictions: slope undefined"
-        )
+        notes.append("constant predictions: slope undefined")
+        return CalibrationResult(a, a_lo, a_hi, nan, nan, nan, brier, oe, n, "; ".join(notes))
+    ones = np.ones((n, 1))
     with warnings.catch_warnings(record=True) as caught:
         # a perfectly separating score makes the slope diverge: report it in `note`
         warnings.simplefilter("always")
         fit_b = sm.GLM(labels, np.column_stack([ones, lin]), family=sm.families.Binomial()).fit()
-    note = ""
-    if any("separation" in str(w.message).lower() for w in caught):
-        note = "perfect separation: the calibration slope is not identified (very large)"
     b = float(fit_b.params[1])
     b_lo, b_hi = (float(v) for v in fit_b.conf_int()[1])
-    return CalibrationResult(a, a_lo, a_hi, b, b_lo, b_hi, brier, oe, n, note)
+    if any("separation" in str(w.message).lower() for w in caught):
+        notes.append("perfect separation: the calibration slope is not identified (very large)")
+    elif not (getattr(fit_b, "converged", True) and all(map(math.isfinite, (b, b_lo, b_hi)))):
+        notes.append("slope not estimable: the logistic fit of outcome on LP did not converge")
+        b = b_lo = b_hi = nan
+    return CalibrationResult(a, a_lo, a_hi, b, b_lo, b_hi, brier, oe, n, "; ".join(notes))
+
+
+def _intercept(labels: np.ndarray, lin: np.ndarray) -> tuple[float, float, float]:
+    """Calibration-in-the-large ``a`` (``logit P(y) = a + LP``) with its 95 % Wald CI.
+
+    The maximum-likelihood ``a`` solves ``sum(y - expit(a + LP)) = 0``, whose
+    left side falls monotonically in ``a``: bracketed and solved by Brent's
+    method (the same estimate as statsmodels' GLM with LP as offset, without
+    its overflow when LP is huge). Needs both classes in ``labels``.
+    """
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    observed = float(labels.sum())
+
+    def score(a: float) -> float:
+        return observed - float(expit(a + lin).sum())
+
+    lo, hi = -1.0, 1.0
+    while score(lo) < 0:
+        lo *= 2.0
+    while score(hi) > 0:
+        hi *= 2.0
+    a = float(brentq(score, lo, hi, xtol=1e-12, rtol=1e-12, maxiter=500))
+    q = expit(a + lin)
+    info = float(np.sum(q * (1.0 - q)))
+    se = 1.0 / math.sqrt(info) if info > 0 else math.inf
+    z = 1.959963984540054
+    return a, a - z * se, a + z * se
 
 
 def calibration_table(y: object, p: object, *, n_bins: int = 10) -> pd.DataFrame:
