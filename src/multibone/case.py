@@ -54,6 +54,8 @@ class Case:
     location: str = ""
     crp: float | str | None = None
     esr: float | str | None = None
+    #: fields given that the bundle's model does not use (dropped, named in the result)
+    ignored: list[str] = field(default_factory=list)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,14 @@ class CaseResult:
     features: dict[str, float | None]
     bundle_version: str
     seconds: float = 0.0
+    #: what the bundle was trained on (``bundle.json``'s training_data, summarised)
+    provenance: dict = field(default_factory=dict)
+    #: loud warnings for whoever reads the result (synthetic training data, unlike images)
+    warnings: list[str] = field(default_factory=list)
+    #: case fields given but not used by this bundle's model (ignored)
+    ignored_fields: list[str] = field(default_factory=list)
+    #: per image: is it unlike the training images? (bundles with backbones)
+    images_unlike_training: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -112,21 +122,53 @@ class CaseExplanation:
 _FIELD_LINE = re.compile(r"^case field ([\w\[\].]+): (.*)$")
 
 
-def case_field_errors(fields: dict, images: list[CaseImage] | None = None) -> dict[str, str]:
+def _used_fields(fields: dict, needed: list[str] | None) -> dict:
+    """The case fields a model uses (``needed``: case field names; None = all).
+
+    ``site`` stands for site and location; fields not needed are dropped (ignored).
+    """
+    keys = ["age", "sex", "site", "location", "crp", "esr"]
+    if needed is not None:
+        keys = [k for k in keys if k in ("age", "sex") or (k == "location" and "site" in needed)
+                or k in needed]
+    return {k: v for k, v in fields.items() if k in keys}
+
+
+def ignored_fields(fields: dict, needed: list[str] | None) -> list[str]:
+    """Case fields given (non-empty) that the model does not use, so are ignored."""
+    used = _used_fields(fields, needed)
+    return [k for k in ("site", "location", "crp", "esr")
+            if k not in used and fields.get(k) not in (None, "")]
+
+
+def needed_fields(bundle) -> list[str]:
+    """Case fields the bundle's model uses (age, sex, site, crp, esr; site = site or location).
+
+    Features dropped before fitting (never observed or constant on development
+    data) are not asked for; age and sex are always part of a case.
+    """
+    from multibone.stacking.prune import case_fields
+
+    return case_fields(bundle.meta["feature_schema"]["clinical"])
+
+
+def case_field_errors(fields: dict, images: list[CaseImage] | None = None, *,
+                      needed: list[str] | None = None) -> dict[str, str]:
     """Field name -> message for every bad field (limits from ``case.schema.json``).
 
     ``fields`` holds age, sex, site, location, crp, esr (text or numbers; empty
     text or None = missing for the labs). Lesion boxes of ``images`` are
     checked against their image as ``roi_1``, ``roi_2``, ... Empty dict: valid.
+    ``needed``: the fields the bundle's model uses (:func:`needed_fields`); the
+    others are ignored, not checked (None: all are used).
     """
     from multibone.cohort import validate_case
     from multibone.cohort.sites import location_for_site
 
     errors: dict[str, str] = {}
-    case = {k: v for k, v in fields.items() if k in ("age", "sex", "site", "location", "crp", "esr")}
-    case["images"] = [{"path": "image"}]
+    case = _used_fields(fields, needed)
     try:
-        validate_case(case)
+        validate_case(case, require_images=False)
     except InputError as exc:
         for line in str(exc).splitlines():
             m = _FIELD_LINE.match(line)
@@ -137,8 +179,9 @@ def case_field_errors(fields: dict, images: list[CaseImage] | None = None) -> di
     for key in ("age", "sex"):
         if fields.get(key) in (None, "") and key not in errors:
             errors[key] = f"{key} is required"
-    site, location = (fields.get("site") or ""), (fields.get("location") or "")
-    if "site" not in errors and "location" not in errors and not location:
+    site, location = (case.get("site") or ""), (case.get("location") or "")
+    site_needed = needed is None or "site" in needed
+    if site_needed and "site" not in errors and "location" not in errors and not location:
         if not site:
             errors["site"] = "give the lesion's site (e.g. femur) or its location (axial/appendicular)"
         elif not location_for_site(str(site)):
@@ -171,17 +214,22 @@ def roi_problem(roi, shape) -> str:
     return ""
 
 
-def case_from_fields(fields: dict, images: list[CaseImage]) -> Case:
-    """Build a :class:`Case`; raises :class:`InputError` listing every bad field."""
-    if not images:
+def case_from_fields(fields: dict, images: list[CaseImage], *, needed: list[str] | None = None,
+                     require_images: bool = True) -> Case:
+    """Build a :class:`Case`; raises :class:`InputError` listing every bad field.
+
+    ``needed``: the fields the bundle's model uses (:func:`needed_fields`); the
+    others are dropped unchecked. ``require_images=False`` for a bundle
+    without backbones (no radiograph needed).
+    """
+    if require_images and not images:
         raise InputError("case: give at least one radiograph")
-    errors = case_field_errors(fields, images)
+    errors = case_field_errors(fields, images, needed=needed)
     if errors:
         raise InputError("\n".join(f"case field {k}: {v}" for k, v in errors.items()))
     from multibone.cohort import validate_case
 
-    clean = validate_case({**{k: fields.get(k) for k in ("age", "sex", "site", "location", "crp", "esr")},
-                           "images": [{"path": "image"}]})
+    clean = validate_case(_used_fields(fields, needed), require_images=False)
     return Case(
         images=list(images),
         age=float(clean["age"]),
@@ -190,6 +238,7 @@ def case_from_fields(fields: dict, images: list[CaseImage]) -> Case:
         location=str(clean.get("location") or ""),
         crp=clean.get("crp"),
         esr=clean.get("esr"),
+        ignored=ignored_fields(fields, needed),
     )
 
 
@@ -232,7 +281,7 @@ def runtime(bundle) -> _Runtime:
 
             scorer = ImageScorer.from_dir(bundle.path / "backbones", bundle.backbones)
         rt = _Runtime(
-            stacker=bundle.load_object("stacker.joblib"),
+            stacker=bundle.load_object("stacker.skops"),
             scorer=scorer,
             features=list(schema["features"]),
             clinical=list(schema["clinical"]),
@@ -253,7 +302,7 @@ def _feature_row(rt: _Runtime, case: Case, backbone_scores: dict[str, float]) ->
     from multibone.cohort import case_to_cohort
     from multibone.stacking import clinical_features
 
-    cohort = case_to_cohort({**case.fields(), "images": [{"path": "image"}]}, check_images=False)
+    cohort = case_to_cohort(case.fields(), check_images=False, require_images=False)
     clin = clinical_features(cohort.patients)
     row = {b: backbone_scores[b] for b in rt.backbones}
     for c in rt.clinical:
@@ -293,7 +342,18 @@ def predict_case(bundle, case: Case) -> CaseResult:
             "specificity": float(op["specificity"]),
             "meaning": OPERATING_POINTS.get(name, name),
         }
+    from multibone.bundle.provenance import provenance, provenance_warnings
+
+    warnings = provenance_warnings(bundle.meta)
+    if case.ignored:
+        warnings.append(
+            f"ignored: {', '.join(case.ignored)} (this bundle's model does not use "
+            f"{'it' if len(case.ignored) == 1 else 'them'})"
+        )
     return CaseResult(
+        provenance=provenance(bundle.meta),
+        warnings=warnings,
+        ignored_fields=list(case.ignored),
         probability=p,
         positive_class=bundle.positive_class,
         negative_class=bundle.negative_class,
@@ -456,8 +516,12 @@ def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, 
     """Score every patient of a manifest-format CSV; write one row per patient.
 
     Output columns: patient_id, probability, one ``call_<point>`` per operating
-    point, one ``score_<backbone>`` per backbone. Written atomically; an existing
-    file is refused unless ``force``.
+    point, one ``score_<backbone>`` per backbone, ``unlike_training_images``
+    (how many of the patient's images are unlike the training crops; bundles
+    with backbones), then ``trained_on`` (the bundle's training-data provenance)
+    and ``warning`` (the synthetic-data warning when it applies) on every row.
+    A bundle without backbones needs no ``image_path`` column. Written
+    atomically; an existing file is refused unless ``force``.
     """
     from multibone._atomic import atomic_path
     from multibone.cohort import load_cases
@@ -467,7 +531,9 @@ def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, 
     out = Path(out) if out else cases_csv.with_name(cases_csv.stem + "_predictions.csv")
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to overwrite it")
-    cohort = load_cases(cases_csv, positive_class=bundle.positive_class)
+    needs_images = bool(bundle.backbones)
+    cohort = load_cases(cases_csv, positive_class=bundle.positive_class,
+                        require_images=needs_images, check_images=needs_images)
     rows = []
     for p in cohort.patients.itertuples():
         ims = cohort.images[cohort.images["patient_id"] == p.patient_id]
@@ -482,7 +548,47 @@ def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, 
         row = {"patient_id": p.patient_id, "probability": res.probability}
         row.update({f"call_{k}": d["call"] for k, d in res.decisions.items()})
         row.update({f"score_{b}": s for b, s in res.backbone_scores.items()})
+        if needs_images:
+            row["unlike_training_images"] = sum(
+                1 for im in res.images_unlike_training if im.get("unlike_training"))
+        row["trained_on"] = res.provenance.get("text", "")
+        row["warning"] = " ".join(w for w in res.warnings if not w.startswith("ignored:"))
         rows.append(row)
     with atomic_path(out, suffix=".csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     return out
+
+
+# --------------------------------------------------------------------------- lesion proposal
+
+_DETECTORS: dict[tuple[str, str], tuple] = {}
+
+
+def propose_box(bundle, pixels: np.ndarray) -> tuple[tuple[int, int, int, int], float] | None:
+    """The detector's best lesion box on one image and its confidence, or None.
+
+    None when the bundle carries no detector (no ``detection/`` folder) or the detector
+    finds nothing above its ``box_thresh``. The box is in original pixels, x1/y1
+    exclusive, cut to the image. The dashboard shows it as a proposal until the user
+    accepts or redraws it.
+    """
+    place = Path(bundle.path) / "detection"
+    if not place.is_dir():
+        return None
+    key = (str(bundle.path), bundle.hash)
+    if key not in _DETECTORS:
+        from multibone.detection.run import load_detectors
+
+        _DETECTORS[key] = load_detectors(place)
+    models, config = _DETECTORS[key]
+    from multibone.detection.inference import detect
+
+    boxes, scores = detect(models, pixels, config)
+    if not len(scores) or float(scores[0]) < float(getattr(config, "box_thresh", 0.0)):
+        return None
+    h, w = int(pixels.shape[0]), int(pixels.shape[1])
+    x0, y0, x1, y1 = (float(v) for v in boxes[0])
+    box = (max(0, math.floor(x0)), max(0, math.floor(y0)), min(w, math.ceil(x1)), min(h, math.ceil(y1)))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    return box, float(scores[0])

@@ -25,7 +25,8 @@ import streamlit as st
 
 from multibone import case as case_api  # constants and model warm-up
 from multibone import pipeline
-from multibone.app import logic, model_tab
+from multibone.app import box as box_mod
+from multibone.app import canvas, logic, model_tab
 from multibone.bundle import load_bundle
 from multibone.errors import MultiboneError
 
@@ -261,7 +262,9 @@ def pipeline_sites() -> list[str]:
     return sorted(SITE_LOCATION)
 
 
-def images_section(bundle_path: str) -> tuple[list[logic.Upload], dict[str, dict]]:
+def images_section(
+    bundle_path: str, bundle=None
+) -> tuple[list[logic.Upload], dict[str, dict]]:
     """Uploads, each with its lesion box. Returns the uploads and per-upload box state
     {key: {"box": tuple | None, "errors": dict}}."""
     st.subheader("1. Radiographs")
@@ -298,46 +301,141 @@ def images_section(bundle_path: str) -> tuple[list[logic.Upload], dict[str, dict
             if up.error or up.image is None:
                 st.error(up.error)
                 continue
-            boxes[up.key] = lesion_box(up)
+            boxes[up.key] = lesion_box(up, bundle)
     return uploads, boxes
 
 
-def lesion_box(up: logic.Upload) -> dict:
-    """Four numeric fields for the lesion box, their errors, and a live crop preview."""
+def _proposal(bundle, up: logic.Upload) -> dict | None:
+    """The detector's proposal for an upload, once per upload: {"box", "score", "status"}
+    with status "proposed" (shown, not yet confirmed), "accepted" or "redrawn"; None when
+    the bundle has no detector or it found nothing."""
+    key = f"mb_prop_{up.key}"
+    if key not in st.session_state:
+        found = None
+        if bundle is not None:
+            try:
+                found = case_api.propose_box(bundle, up.image.pixels)
+            except MultiboneError as exc:
+                log.warning("the lesion proposal failed: %s", exc)
+        if found is None:
+            st.session_state[key] = None
+        else:
+            box, score = found
+            fields = [f"mb_box_{up.key}_{name}" for name in logic.BOX_FIELDS]
+            if any(f in st.session_state for f in fields):  # a box is set already (demo case)
+                st.session_state[key] = {"box": tuple(box), "score": score, "status": "redrawn"}
+            else:
+                for f, v in zip(fields, box, strict=True):
+                    st.session_state[f] = int(v)
+                st.session_state[key] = {"box": tuple(box), "score": score, "status": "proposed"}
+    return st.session_state[key]
+
+
+def _accept_proposal(key: str) -> None:
+    prop = st.session_state.get(f"mb_prop_{key}")
+    if prop:
+        prop["status"] = "accepted"
+
+
+def lesion_box(up: logic.Upload, bundle=None) -> dict:
+    """The lesion box: drawn with the mouse on the image (or started from the detector's
+    proposal), and four number fields in step with the drawing, with their errors and a
+    live crop preview. Returns {"box", "errors", "proposal"}."""
     img = up.image
     assert img is not None
     defaults = {"x0": 0, "y0": 0, "x1": img.width, "y1": img.height}
+    field_keys = {name: f"mb_box_{up.key}_{name}" for name in logic.BOX_FIELDS}
+    prop = _proposal(bundle, up)
+    for name, key in field_keys.items():
+        st.session_state.setdefault(key, defaults[name])
+    geo = box_mod.canvas_geometry(img.width, img.height)
+    typed = {name: st.session_state.get(key) for name, key in field_keys.items()}
+    current = None if logic.box_errors(typed, img.height, img.width) else logic.box_tuple(typed)
     left, right = st.columns([3, 2])
+    drawn_error = ""
+    with left:
+        if canvas.available():
+            seen_key = f"mb_canvas_seen_{up.key}"
+            data = canvas.draw(
+                img.display,
+                geo,
+                current,
+                key=f"mb_canvas_{up.key}",
+                proposal=bool(prop and prop["status"] == "proposed"),
+            )
+            upd = box_mod.read_drawing(data, geo, st.session_state.get(seen_key), current)
+            st.session_state[seen_key] = upd.signature
+            drawn_error = upd.error
+            if upd.box is not None:  # a new drawing: the number fields follow it
+                for name, v in zip(logic.BOX_FIELDS, upd.box, strict=True):
+                    st.session_state[field_keys[name]] = int(v)
+                if prop and upd.box != prop["box"]:
+                    prop["status"] = "redrawn"
+                st.rerun()
+            st.caption(
+                f"{up.label}, shown at {geo.canvas_width} x {geo.canvas_height} "
+                f"(original {img.width} x {img.height} px). Press and drag over the lesion to "
+                "draw its box; draw again to replace it."
+            )
+    if prop and prop["status"] == "proposed" and current is not None and current != prop["box"]:
+        prop["status"] = "redrawn"  # typed over the proposal
     values: dict[str, float | None] = {}
     with right:
+        if prop is None:
+            st.info(
+                "Box the lesion: press the mouse at one corner of the lesion on the image "
+                "and drag to the opposite corner, or type its pixel coordinates below. "
+                "The image models were trained on lesion crops; the whole image (the "
+                "default) gives a less meaningful score."
+                if bundle is None or not (Path(bundle.path) / "detection").is_dir()
+                else "The detector found no lesion on this image: box it by hand."
+            )
+        elif prop["status"] == "proposed":
+            st.warning(
+                f"PROPOSAL from the detector (confidence {prop['score']:.2f}), shown in blue: "
+                "accept it, or draw or type your own box."
+            )
+            st.button(
+                "Accept the proposed box",
+                key=f"mb_accept_{up.key}",
+                on_click=_accept_proposal,
+                args=(up.key,),
+            )
+        elif prop["status"] == "accepted":
+            st.success(f"Proposed box accepted (detector confidence {prop['score']:.2f}).")
+        else:
+            st.caption(
+                f"Your box (the detector proposed {prop['box']}, confidence {prop['score']:.2f})."
+            )
         st.caption(
-            f"{img.width} x {img.height} px. Lesion box in pixels (x1, y1 exclusive); "
-            "the default is the whole image, but the image models were trained on lesion "
-            "crops: box the lesion for a meaningful score."
+            f"{img.width} x {img.height} px. Lesion box in original pixels (x1, y1 exclusive)."
         )
         cols = st.columns(4)
         slots = {}
         for col, name in zip(cols, logic.BOX_FIELDS, strict=True):
-            key = f"mb_box_{up.key}_{name}"
-            st.session_state.setdefault(key, defaults[name])
             with col:
                 # value=None: clearing the field leaves it empty (an error), never a silent 0
-                values[name] = st.number_input(name, key=key, value=None, step=1, format="%d")
+                values[name] = st.number_input(
+                    name, key=field_keys[name], value=None, step=1, format="%d"
+                )
                 slots[name] = st.empty()
         box_slot = st.empty()
     errors = logic.box_errors(values, img.height, img.width)
+    if drawn_error:
+        errors["box"] = drawn_error
     for name, msg in errors.items():
         (box_slot if name == "box" else slots[name]).error(msg)
     box = None if errors else logic.box_tuple(values)
-    with left:
-        if box is None:
-            st.image(img.display, caption=up.label)
-        else:
-            st.image(logic.outline_box(img, box), caption=f"{up.label}, lesion box in orange")
+    if not canvas.available():
+        with left:
+            if box is None:
+                st.image(img.display, caption=up.label)
+            else:
+                st.image(logic.outline_box(img, box), caption=f"{up.label}, lesion box in orange")
     if box is not None:
         with right:
             st.image(logic.crop_preview(img, box), caption="what the models see (crop)", width=240)
-    return {"box": box, "errors": errors}
+    return {"box": box, "errors": errors, "proposal": prop}
 
 
 def clinical_section() -> tuple[dict, dict[str, str]]:
@@ -567,7 +665,7 @@ def result_tail(out: dict) -> None:
 
 def case_tab(bundle, bundle_path: str) -> None:
     st.info(DISCLAIMER)
-    uploads, boxes = images_section(bundle_path)
+    uploads, boxes = images_section(bundle_path, bundle)
     fields, field_errors = clinical_section()
     st.subheader("Compute")
     st.checkbox("Also compute Grad-CAM (slower)", key="mb_gradcam")
@@ -581,6 +679,8 @@ def case_tab(bundle, bundle_path: str) -> None:
         problems.append("remove the files that could not be read")
     if any(b["errors"] for b in boxes.values()):
         problems.append("correct the lesion boxes")
+    if any((b.get("proposal") or {}).get("status") == "proposed" for b in boxes.values()):
+        problems.append("accept the proposed lesion box, or draw your own")
     if field_errors:
         problems.append("complete the clinical data")
     fp = logic.input_fingerprint(
