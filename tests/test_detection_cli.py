@@ -109,3 +109,14 @@ def test_detect_refuses_wrong_weights_and_bundle_without_detector(trained, tmp_p
     assert "carries no detector" in capsys.readouterr().err
     assert main(["detect", "--weights", str(tmp_path / "none"), "--image", image]) == 2
     assert "no detector here" in capsys.readouterr().err
+
+
+def test_shipped_demo_config_reads():
+    from importlib import resources
+
+    from multibone.detection.run import read_config
+
+    path = resources.files("multibone").joinpath("configs", "detection_demo.yaml")
+    config, splits = read_config(str(path))
+    assert config.detector == "fcos_tiny" and config.num_threads == 1
+    assert splits["external_centers"] == ["B", "C"]
