@@ -51,7 +51,7 @@ def small_bundle(tmp_path):
     return save_bundle(
         tmp_path / "b",
         _meta(),
-        objects={"stacker.joblib": {"weights": [1, 2, 3]}},
+        objects={"stacker.skops": {"weights": [1, 2, 3]}},
         files={},
     )
 
@@ -59,19 +59,19 @@ def small_bundle(tmp_path):
 def test_round_trip_lists_every_file_with_its_hash(small_bundle):
     meta = verify_bundle(small_bundle)
     assert meta["format_version"] == BUNDLE_FORMAT_VERSION
-    assert set(meta["files"]) == {"stacker.joblib"}
+    assert set(meta["files"]) == {"stacker.skops"}
     b = load_bundle(small_bundle)
-    assert b.load_object("stacker.joblib") == {"weights": [1, 2, 3]}
+    assert b.load_object("stacker.skops") == {"weights": [1, 2, 3]}
     assert len(b.hash) == 64
 
 
 def test_existing_bundle_is_not_overwritten_without_force(small_bundle):
     before = (small_bundle / "bundle.json").read_bytes()
     with pytest.raises(InputError, match="already exists; pass --force"):
-        save_bundle(small_bundle, _meta(), objects={"a.joblib": 1})
+        save_bundle(small_bundle, _meta(), objects={"a.skops": 1})
     assert (small_bundle / "bundle.json").read_bytes() == before
-    save_bundle(small_bundle, _meta(), objects={"a.joblib": 1}, force=True)
-    assert set(verify_bundle(small_bundle)["files"]) == {"a.joblib"}
+    save_bundle(small_bundle, _meta(), objects={"a.skops": 1}, force=True)
+    assert set(verify_bundle(small_bundle)["files"]) == {"a.skops"}
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -81,17 +81,17 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def _tamper(root):
-    p = root / "stacker.joblib"
+    p = root / "stacker.skops"
     p.write_bytes(p.read_bytes() + b"\0")
 
 
 def _truncate(root):
-    p = root / "stacker.joblib"
+    p = root / "stacker.skops"
     p.write_bytes(p.read_bytes()[:10])
 
 
 def _remove(root):
-    (root / "stacker.joblib").unlink()
+    (root / "stacker.skops").unlink()
 
 
 def _extra(root):
@@ -111,9 +111,9 @@ def _garbled(root):
 @pytest.mark.parametrize(
     "damage, match",
     [
-        (_tamper, r"stacker\.joblib: SHA-256 does not match"),
-        (_truncate, r"stacker\.joblib: SHA-256 does not match"),
-        (_remove, r"stacker\.joblib: listed in bundle\.json but missing"),
+        (_tamper, r"stacker\.skops: SHA-256 does not match"),
+        (_truncate, r"stacker\.skops: SHA-256 does not match"),
+        (_remove, r"stacker\.skops: listed in bundle\.json but missing"),
         (_extra, r"evil\.joblib: not listed in bundle\.json"),
         (_future, rf"format version {BUNDLE_FORMAT_VERSION + 1} is newer"),
         (_garbled, r"bundle\.json: not valid JSON"),
@@ -122,11 +122,13 @@ def _garbled(root):
 def test_damaged_bundle_is_refused_before_unpickling(small_bundle, monkeypatch, damage, match):
     damage(small_bundle)
     import joblib
+    import skops.io
 
     def _boom(*a, **k):  # pragma: no cover - reaching this is the failure
         raise AssertionError("unpickled a damaged bundle")
 
     monkeypatch.setattr(joblib, "load", _boom)
+    monkeypatch.setattr(skops.io, "load", _boom)
     with pytest.raises(BundleError, match=match):
         load_bundle(small_bundle)
 
@@ -176,17 +178,17 @@ def test_metadata_records_the_library_versions(small_bundle):
     assert set(expected) | {"multibone"} <= set(versions)
     assert versions["scikit-learn"] == importlib_metadata.version("scikit-learn")
     assert versions["lightgbm"] == importlib_metadata.version("lightgbm")
-    assert meta["pickled_with"] == ["joblib", "numpy", "scikit-learn"]
+    assert meta["pickled_with"] == ["skops", "numpy", "scikit-learn"]
     assert _meta(family="xgboost")["pickled_with"][-1] == "xgboost"
     assert meta["negative_class"] == "tumor" and meta["thresholds"]["youden"]["threshold"] == 0.42
 
 
 def test_save_refuses_metadata_that_breaks_the_schema(tmp_path):
     with pytest.raises(BundleError, match=r"positive_class: 'fracture' is not one of"):
-        save_bundle(tmp_path / "b", _meta(positive_class="fracture"), objects={"a.joblib": 1})
+        save_bundle(tmp_path / "b", _meta(positive_class="fracture"), objects={"a.skops": 1})
     bad_threshold = {"youden": {"threshold": "high"}}
     with pytest.raises(BundleError, match=r"thresholds\.youden\.threshold: 'high' is not of type"):
-        save_bundle(tmp_path / "b", _meta(thresholds=bad_threshold), objects={"a.joblib": 1})
+        save_bundle(tmp_path / "b", _meta(thresholds=bad_threshold), objects={"a.skops": 1})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -195,7 +197,7 @@ def test_save_refuses_metadata_that_breaks_the_schema(tmp_path):
     [
         (lambda m: m.pop("versions"), r"'versions' is a required property"),
         (lambda m: m["training_data"].update(n_patients=-1), r"training_data\.n_patients"),
-        (lambda m: m["files"].update({"stacker.joblib": "abc"}), r"files\.stacker\.joblib"),
+        (lambda m: m["files"].update({"stacker.skops": "abc"}), r"files\.stacker\.skops"),
     ],
 )
 def test_load_refuses_metadata_that_breaks_the_schema(small_bundle, edit, match):
@@ -213,7 +215,7 @@ def test_format_1_bundle_without_versions_still_loads(small_bundle):
     _edit_meta(small_bundle, as_format_1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert load_bundle(small_bundle).load_object("stacker.joblib") == {"weights": [1, 2, 3]}
+        assert load_bundle(small_bundle).load_object("stacker.skops") == {"weights": [1, 2, 3]}
 
 
 def _bump_minor(version: str) -> str:

@@ -22,7 +22,7 @@ def test_run_folder_holds_every_stage(mini_run):
         "splits.csv",
         "config.yaml",
         "imaging/patient_scores.csv",
-        "stacking/stacker.joblib",
+        "stacking/stacker.skops",
         "predictions.csv",
         "thresholds.json",
         "evaluation/report.html",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ from stacking_sim import simulate
 
 from multibone.cli import main
 from multibone.cohort import assign_splits
+from multibone.io.modelfile import load_model
 
 FAST_YAML = """
 stacking:
@@ -84,8 +84,8 @@ def test_stack_writes_stacker_baselines_and_thresholds(cohort, tmp_path, capsys)
     thresholds = json.loads((out / "thresholds.json").read_text())
     assert set(thresholds) == {"stacker", "clinical_only", "image_only", "e3"}
     assert set(thresholds["stacker"]) == {"youden", "sens90", "spec90"}
-    stacker = joblib.load(out / "stacker.joblib")
-    baselines = joblib.load(out / "baselines.joblib")
+    stacker = load_model(out / "stacker.skops")
+    baselines = load_model(out / "baselines.skops")
     assert set(baselines) == {"e3", "image_only", "clinical_only"}
     X = pd.DataFrame({c: [0.5] for c in stacker.feature_names_in_})
     assert stacker.predict_proba(X).shape == (1, 2)
@@ -102,8 +102,8 @@ def test_clinical_only_stacking_without_images(cohort, tmp_path, scores):
     # no backbones: the stacker is the clinical model, listed once (no clinical_only twin)
     assert "p_image_only" not in preds.columns and "p_clinical_only" not in preds.columns
     assert set(json.loads((out / "thresholds.json").read_text())) == {"stacker"}
-    assert joblib.load(out / "baselines.joblib") == {}
-    stacker = joblib.load(out / "stacker.joblib")
+    assert load_model(out / "baselines.skops") == {}
+    stacker = load_model(out / "stacker.skops")
     assert list(stacker.feature_names_in_) == [
         "age",
         "sex_male",

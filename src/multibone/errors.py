@@ -47,5 +47,9 @@ class BundleError(MultiboneError):
     """A model bundle is missing, tampered, truncated or of an unknown format."""
 
 
+class UnsafeModelError(BundleError):
+    """A model file names types multibone never saves, or is a pickle: refused unloaded."""
+
+
 class WeightsError(MultiboneError):
     """Backbone weights cannot be found, fetched or fitted to the model."""

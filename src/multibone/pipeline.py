@@ -297,8 +297,8 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
     from multibone.runconfig import run_config_to_dict
 
     files: dict[str, Path] = {
-        "stacker.joblib": run / "stacking" / "stacker.joblib",
-        "baselines.joblib": run / "stacking" / "baselines.joblib",
+        "stacker.skops": run / "stacking" / "stacker.skops",
+        "baselines.skops": run / "stacking" / "baselines.skops",
         "family_comparison.csv": run / "stacking" / "family_comparison.csv",
     }
     backbones = list(stack_summary["backbones"])

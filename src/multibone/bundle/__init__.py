@@ -7,13 +7,16 @@ A bundle is a folder::
                            versions, and the SHA-256 of every other file; built by
                            :func:`build_metadata`, checked against ``bundle.schema.json``
     backbones/<name>/fold<k>.safetensors (+ .json)   cross-fitted backbone weights
-    stacker.joblib         the fitted stacker (and baselines)
+    stacker.skops, baselines.skops   the fitted stacker and baselines (skops, no pickle)
     evaluation/            metrics, figures and tables of the run that made it
 
-Loading checks every listed hash before anything is unpickled and refuses a
+Loading checks every listed hash before anything is loaded and refuses a
 mismatch, a missing or an unlisted file, metadata that breaks the schema, or a
-newer format version; it warns when a library that pickled part of the bundle is
-installed in another major.minor version. Writing goes
+newer format version; it warns when a library that saved part of the bundle is
+installed in another major.minor version. A bundle holds no pickle: fitted objects
+are ``.skops`` files rebuilt only from the types multibone saves
+(:mod:`multibone.io.modelfile`); a bundle of format 2 (``stacker.joblib``) is
+refused unless opened with ``trust_pickle=True`` (CLI ``--trust-pickle``). Writing goes
 to a temporary folder that is renamed into place; an existing bundle is never
 replaced unless ``force=True``.
 """

@@ -7,10 +7,10 @@ It is validated against ``bundle.schema.json`` (``data_schemas/``, shipped as
 package data beside the cohort schemas) when a bundle is saved and when it is
 loaded.
 
-Parts of a bundle are pickled (``*.joblib``: the stacker and the baselines). A
-pickle is only promised to load under the versions that wrote it, so loading
-under another major.minor version of a library listed in ``pickled_with``
-warns (:class:`BundleVersionWarning`), naming the library and both versions.
+Fitted parts of a bundle are ``*.skops`` files (the stacker and the baselines;
+format 2 and earlier: ``*.joblib`` pickles). They are only promised to load under
+the versions that wrote them, so loading under another major.minor version of a
+library listed in ``pickled_with`` warns (:class:`BundleVersionWarning`), naming the library and both versions.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ RECORDED_LIBRARIES = (
     "lightgbm",
     "xgboost",
     "joblib",
+    "skops",
 )
 
 #: Families whose fitted estimators pickle objects of a library beyond scikit-learn.
@@ -84,8 +85,8 @@ def library_versions() -> dict[str, str | None]:
 
 
 def pickling_libraries(family: str) -> list[str]:
-    """Libraries whose objects the ``*.joblib`` files of a ``family`` stacker hold."""
-    libs = ["joblib", "numpy", "scikit-learn"]
+    """Libraries whose objects the ``*.skops`` files of a ``family`` stacker hold."""
+    libs = ["skops", "numpy", "scikit-learn"]
     if family in _FAMILY_LIBRARY:
         libs.append(_FAMILY_LIBRARY[family])
     return libs

@@ -11,15 +11,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from multibone import __version__
 from multibone._atomic import atomic_dir
 from multibone.bundle.metadata import validate_metadata, warn_on_version_mismatch
 from multibone.errors import BundleError
+from multibone.io.modelfile import PICKLE_SUFFIXES, SUFFIX, dump_model, load_model, load_pickle
 
 #: 2: bundle.json checked against bundle.schema.json and records library versions.
-BUNDLE_FORMAT_VERSION = 2
+#: 3: no pickles: fitted objects are ``.skops`` files loaded against an allow-list
+#: (:mod:`multibone.io.modelfile`); a bundle holding a pickle is refused unless trusted.
+BUNDLE_FORMAT_VERSION = 3
 MANIFEST = "bundle.json"
 
 
@@ -47,10 +48,18 @@ def save_bundle(
     meta : the description made by :func:`~multibone.bundle.build_metadata`.
         ``format_version``, ``multibone_version`` and ``files`` are added here, and
         the whole is checked against ``bundle.schema.json`` before it is written.
-    objects : relative path -> Python object, written with joblib (e.g. ``stacker.joblib``).
-    files : relative path in the bundle -> existing file or folder to copy in.
+    objects : relative path -> fitted object, written with skops (names end in ``.skops``,
+        e.g. ``stacker.skops``; its types must be in
+        :data:`multibone.io.modelfile.TRUSTED_TYPES`).
+    files : relative path in the bundle -> existing file or folder to copy in. Pickles
+        (``*.joblib``, ``*.pkl``, ``*.pickle``) are refused: a bundle holds none.
     """
     target = Path(target)
+    for rel in objects or {}:
+        if not rel.endswith(SUFFIX):
+            raise BundleError(f"bundle part {rel!r}: fitted objects are saved as {SUFFIX} files")
+    for rel, src in (files or {}).items():
+        _refuse_pickles(rel, Path(src))
     with atomic_dir(target, force=force) as tmp:
         for rel, src in (files or {}).items():
             dst = tmp / rel
@@ -65,7 +74,7 @@ def save_bundle(
         for rel, obj in (objects or {}).items():
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            joblib.dump(obj, dst)
+            dump_model(obj, dst)
         hashes = {
             p.relative_to(tmp).as_posix(): sha256_file(p)
             for p in sorted(tmp.rglob("*"))
@@ -95,6 +104,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _refuse_pickles(rel: str, src: Path) -> None:
+    found = [src] if src.is_file() else sorted(src.rglob("*")) if src.is_dir() else []
+    for p in found:
+        if p.suffix in PICKLE_SUFFIXES:
+            raise BundleError(
+                f"cannot add {p} to the bundle (as {rel}): it is a pickle, which runs code when "
+                f"loaded; save fitted objects with multibone.io.modelfile.dump_model ({SUFFIX})"
+            )
+
+
+def pickled_files(meta: Mapping[str, Any]) -> list[str]:
+    """The files of a bundle's manifest that are pickles (format 2 and earlier)."""
+    return sorted(rel for rel in meta.get("files") or {} if Path(rel).suffix in PICKLE_SUFFIXES)
 
 
 def verify_bundle(path: str | Path) -> dict:
@@ -151,6 +175,7 @@ class Bundle:
     path: Path
     meta: dict
     hash: str
+    trust_pickle: bool = False
     _loaders: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -175,7 +200,12 @@ class Bundle:
 
     @property
     def version(self) -> str:
-        return f"bundle format {self.meta['format_version']}, multibone {self.meta['multibone_version']}"
+        """Format, maker and identity: the first 12 hex digits of bundle.json's SHA-256
+        (any change to any file, even a swapped stacker with its hash updated, changes it)."""
+        return (
+            f"bundle format {self.meta['format_version']}, multibone {self.meta['multibone_version']}, "
+            f"id {self.hash[:12]}"
+        )
 
     @property
     def evaluation_dir(self) -> Path | None:
@@ -190,19 +220,50 @@ class Bundle:
         return pd.read_csv(p) if p.is_file() else None
 
     def load_object(self, rel: str) -> Any:
-        """Unpickle a joblib file of this (already verified) bundle."""
-        if rel not in self.meta["files"]:
+        """Load a fitted object of this (already verified) bundle.
+
+        ``rel`` may name the part with either suffix (``stacker.skops`` or, for a bundle
+        of format 2 loaded with ``trust_pickle``, ``stacker.joblib``); whichever the
+        bundle holds is loaded. A ``.skops`` file is checked against the allow-list
+        (:func:`multibone.io.modelfile.load_model`); a pickle is loaded only when the
+        bundle was opened with ``trust_pickle=True``.
+        """
+        files = self.meta["files"]
+        stem = rel.rsplit(".", 1)[0]
+        candidates = [rel] + [stem + s for s in (SUFFIX, *PICKLE_SUFFIXES) if stem + s != rel]
+        found = next((c for c in candidates if c in files), None)
+        if found is None:
             raise BundleError(f"{self.path / rel}: not part of this bundle")
-        return joblib.load(self.path / rel)
+        if Path(found).suffix in PICKLE_SUFFIXES:
+            if not self.trust_pickle:
+                raise BundleError(_pickle_refusal(self.path, [found]))
+            return load_pickle(self.path / found)
+        return load_model(self.path / found)
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Verify every file's hash, then return a :class:`Bundle` (nothing unpickled yet).
+def _pickle_refusal(root: Path, pickles: list[str]) -> str:
+    return (
+        f"{root}: this bundle stores {', '.join(pickles)} as pickle, which can run any code "
+        "when loaded, so multibone refuses it. Retrain to get a safe bundle (format "
+        f"{BUNDLE_FORMAT_VERSION}: 'multibone run' / 'multibone demo'), or, only if you made "
+        "this bundle yourself and nobody else could have changed it, pass --trust-pickle"
+    )
 
+
+def load_bundle(path: str | Path, *, trust_pickle: bool = False) -> Bundle:
+    """Verify every file's hash, then return a :class:`Bundle` (nothing loaded yet).
+
+    A bundle holding pickles (format 2 and earlier: ``stacker.joblib``) is refused
+    with :class:`BundleError` unless ``trust_pickle`` (the CLI's ``--trust-pickle``).
     Warns (:class:`~multibone.bundle.BundleVersionWarning`) for each library that
-    pickled part of the bundle under another major.minor version than the one installed.
+    saved part of the bundle under another major.minor version than the one installed.
     """
     root = Path(path)
     meta = verify_bundle(root)
+    pickles = pickled_files(meta)
+    if pickles and not trust_pickle:
+        raise BundleError(_pickle_refusal(root, pickles))
     warn_on_version_mismatch(meta, where=str(root))
-    return Bundle(path=root.resolve(), meta=meta, hash=sha256_file(root / MANIFEST))
+    return Bundle(
+        path=root.resolve(), meta=meta, hash=sha256_file(root / MANIFEST), trust_pickle=trust_pickle
+    )

@@ -9,6 +9,10 @@ from multibone.errors import InputError
 
 def add_case_arguments(p: argparse.ArgumentParser, *, allow_cases: bool) -> None:
     p.add_argument("--bundle", required=True, help="model bundle folder (e.g. runs/demo/bundle)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load an old (format 2) bundle whose stacker is a pickle (stacker.joblib). "
+                        "A pickle runs any code it names when loaded: use only for a bundle you "
+                        "made yourself and nobody else could change; better, retrain")
     p.add_argument("--image", action="append", default=[], metavar="FILE",
                    help="a radiograph of the patient (DICOM, PNG or JPEG); repeat for more views")
     p.add_argument("--roi", action="append", default=[], metavar="x0,y0,x1,y1",

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from multibone.bundle import load_bundle
     from multibone.case import case_report_html, explain_case, predict_case
 
-    bundle = load_bundle(args.bundle)
-    case = case_from_args(args)
+    bundle = load_bundle(args.bundle, trust_pickle=args.trust_pickle)
+    case = case_from_args(args, bundle)
     methods = tuple(args.method or ["scorecam"])
     result = predict_case(bundle, case)
     expl = explain_case(bundle, case, cam_methods=methods, fast=not args.full, result=result)

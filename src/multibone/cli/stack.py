@@ -110,5 +110,5 @@ def run(args: argparse.Namespace) -> int:
                 for k, v in ops.items()
             )
         )
-    print(f"wrote {args.out} (stacker.joblib, baselines.joblib, predictions.csv, thresholds.json)")
+    print(f"wrote {args.out} (stacker.skops, baselines.skops, predictions.csv, thresholds.json)")
     return 0

@@ -4,8 +4,8 @@ baselines, predict, choose operating points, write ``RUN/stacking/``.
 Written atomically into ``out_dir`` (a temporary folder renamed into place):
 
 * ``family_comparison.csv`` - :func:`compare_families` (best_params as JSON);
-* ``stacker.joblib`` - the fitted :class:`Stacker` (tuned on all dev patients);
-* ``baselines.joblib`` - ``{name: estimator}``: one :class:`ScoreBaseline` per
+* ``stacker.skops`` - the fitted :class:`Stacker` (tuned on all dev patients);
+* ``baselines.skops`` - ``{name: estimator}``: one :class:`ScoreBaseline` per
   backbone (its probability as the score), ``image_only`` (mean of the
   backbone probabilities) and ``clinical_only`` (the same family, tuned and
   calibrated the same way, on the clinical features only); with no backbones
@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from multibone._atomic import atomic_dir
 from multibone._config import to_dict
 from multibone.errors import InputError
+from multibone.io.modelfile import dump_model
 from multibone.stacking.config import CLINICAL_FEATURES, StackingConfig
 from multibone.stacking.families import get_family
 from multibone.stacking.folds import check_binary_labels
@@ -205,8 +205,8 @@ def run_stacking(
     comp["best_params"] = [json.dumps(p, sort_keys=True) for p in comp["best_params"]]
     with atomic_dir(out_dir, force=force) as tmp:
         comp.to_csv(tmp / "family_comparison.csv", index=False)
-        joblib.dump(stacker, tmp / "stacker.joblib")
-        joblib.dump(models, tmp / "baselines.joblib")
+        dump_model(stacker, tmp / "stacker.skops")
+        dump_model(models, tmp / "baselines.skops")
         table.to_csv(tmp / "predictions.csv", index=False)
         (tmp / "thresholds.json").write_text(json.dumps(thresholds, indent=2), encoding="utf-8")
         (tmp / "operating_points.json").write_text(json.dumps(points, indent=2), encoding="utf-8")
