@@ -46,7 +46,10 @@ def test_points_match_definitions_and_tie_rule(seed):
     ops = choose_operating_points(y, p)
     rows = _brute(y, p)
     assert ops["youden"].threshold == _best(rows, lambda r: r[1] + r[2])
-    assert ops["sens90"].threshold == _best([r for r in rows if r[1] >= 0.9], lambda r: r[2])
+    # sens90: best specificity, ties to the higher sensitivity, then the highest threshold
+    sens_ok = [r for r in rows if r[1] >= 0.9]
+    assert ops["sens90"].threshold == max(
+        sens_ok, key=lambda r: (round(r[2], 12), round(r[1], 12), r[0]))[0]
     assert ops["spec90"].threshold == _best([r for r in rows if r[2] >= 0.9], lambda r: r[1])
     assert ops["maxf1"].threshold == _best(rows, lambda r: r[3])
     for op in ops.values():  # reported rates are those at the threshold (p >= t)
@@ -89,6 +92,14 @@ def test_perfect_separation():
     ops = choose_operating_points(y, p, DECISION_POINTS)
     assert list(ops) == list(DECISION_POINTS)
     assert ops["youden"].rates() == {"threshold": 0.6, "sensitivity": 1.0, "specificity": 1.0}
+    # every point is the perfect one: no "sens90" at sensitivity 0.90 beside a 1.0 / 1.0
+    # threshold (issue #11), checked on a larger set where 0.90 is reachable
+    y = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    p = np.r_[np.linspace(0.0, 0.4, 50), np.linspace(0.6, 1.0, 50)]
+    for op in choose_operating_points(y, p, DECISION_POINTS).values():
+        assert (op.sensitivity, op.specificity) == (1.0, 1.0) and op.threshold == 0.6
+        pred = apply_threshold(p, op.threshold)
+        assert recall_score(y, pred) == 1.0 and recall_score(1 - y, 1 - pred) == 1.0
 
 
 def test_names_defined_once():

@@ -204,6 +204,7 @@ def finish_run(
     stack_summary = run_stacking(
         X, meta, config.stacking, run / "stacking", family=family, force=force, progress=progress
     )
+    write_shortcuts(run, X, meta, config)
 
     preds = pd.read_csv(run / "stacking" / "predictions.csv", dtype={"patient_id": str})
     preds = preds.merge(patient_context(cohort), on="patient_id", how="left")
@@ -211,6 +212,13 @@ def finish_run(
     (run / "thresholds.json").write_text(
         (run / "stacking" / "thresholds.json").read_text(encoding="utf-8"), encoding="utf-8"
     )
+    if config.radiomics.enabled:
+        from multibone.radiomics.run import add_radiomics
+
+        callback(0.76, "radiomics baseline (lesion-box features, ElasticNet)")
+        preds = add_radiomics(run, cohort, splits, config.radiomics, preds, force=force,
+                              progress=progress)
+        preds.to_csv(run / "predictions.csv", index=False)
 
     backbones = list(stack_summary["backbones"])
     if backbones and lesion_focus_images > 0:
@@ -227,6 +235,32 @@ def finish_run(
     write_summary(run)
     callback(1.0, "done")
     return run
+
+
+def write_shortcuts(run: Path, X: pd.DataFrame, meta: pd.DataFrame, config: RunConfig) -> Path:
+    """``RUN/stacking/shortcuts.csv``: AUC of each clinical feature (and its blankness)
+    alone on development patients (:mod:`multibone.evaluation.shortcuts`)."""
+    from multibone.evaluation.shortcuts import SHORTCUTS_FILE, shortcut_table
+    from multibone.stacking import CLINICAL_FEATURES
+
+    dev = (meta["split"] == "dev").to_numpy() & meta["label"].notna().to_numpy()
+    table = shortcut_table(
+        X[dev], meta["label"].to_numpy()[dev], [c for c in X.columns if c in CLINICAL_FEATURES],
+        threshold=config.evaluation.shortcut_auc,
+    )
+    out = run / "stacking" / SHORTCUTS_FILE
+    table.to_csv(out, index=False)
+    return out
+
+
+def run_warnings(run: Path) -> list[str]:
+    """The warnings a person must see first (shortcuts, models with AUC 1.000): the
+    evaluation's ``top_warnings`` (``RUN/evaluation/metrics.json``); [] when none."""
+    try:
+        metrics = json.loads((run / "evaluation" / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(w) for w in metrics.get("top_warnings") or []]
 
 
 def _write_lesion_focus(run: Path, cohort, splits, backbones, n_images: int, progress: bool) -> None:
@@ -329,6 +363,7 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
         family=stack_summary["family"],
         calibration=stack_summary["calibration"],
         thresholds=stack_summary["operating_points"].get("stacker", {}),
+        dropped_features=stack_summary.get("dropped_features") or {},
         preprocessing=preprocessing,
         training_data=_training_data(cohort, splits),
         metrics=metrics,
@@ -357,12 +392,25 @@ def write_summary(run: Path) -> Path:
     td = bundle_meta["training_data"]
     if td.get("synthetic"):
         lines += [f"**{SYNTHETIC_WARNING}**", ""]
+    top = run_warnings(run)
+    if top:
+        lines += ["## Warnings (read these first)", ""] + [f"- **{w}**" for w in top] + [""]
+    centres = [c for c in td.get("centres") or [] if c not in ("", "nan")]
     lines += [
-        f"- patients: {td['n_patients']} ({td['n_images']} images), centres: {', '.join(td['centres'])}",
+        f"- patients: {td['n_patients']} ({td['n_images']} images)"
+        + (f", centres: {', '.join(centres)}" if centres else " (no centre recorded)"),
         f"- positive class: {bundle_meta['positive_class']}",
         f"- backbones: {', '.join(bundle_meta['backbones']) or 'none (clinical only)'}",
         f"- stacker: {bundle_meta['stacker']['family']} "
         f"(calibration {bundle_meta['stacker']['calibration']})",
+        f"- features used: {', '.join(bundle_meta['feature_schema']['features'])}",
+    ]
+    dropped = bundle_meta["feature_schema"].get("dropped") or {}
+    if dropped:
+        from multibone.stacking.prune import PruneResult
+
+        lines.append("- " + PruneResult(kept=[], dropped=dropped).sentence())
+    lines += [
         "",
         "## AUC by set (DeLong 95 % CI)",
         "",

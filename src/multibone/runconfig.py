@@ -5,6 +5,8 @@ positive_class: infection      # which diagnosis is the positive class
 splits:   {...}                # multibone.cohort.splits.SplitConfig
 imaging:  {...}                # multibone.imaging.config.ImagingConfig
 stacking: {...}                # multibone.stacking.config.StackingConfig
+evaluation: {...}              # multibone.evaluation.config.EvaluationConfig
+radiomics: {...}               # multibone.radiomics.config.RadiomicsConfig
 ```
 
 Each section is a typed dataclass owned by its layer; unknown sections or keys
@@ -26,6 +28,8 @@ _SECTIONS = {
     "splits": ("multibone.cohort.splits", "SplitConfig"),
     "imaging": ("multibone.imaging.config", "ImagingConfig"),
     "stacking": ("multibone.stacking.config", "StackingConfig"),
+    "evaluation": ("multibone.evaluation.config", "EvaluationConfig"),
+    "radiomics": ("multibone.radiomics.config", "RadiomicsConfig"),
 }
 _SCALARS = {"positive_class": "infection", "name": "", "description": ""}
 POSITIVE_CLASSES = ("infection", "tumor")
@@ -46,6 +50,8 @@ class RunConfig:
     splits: Any = None
     imaging: Any = None
     stacking: Any = None
+    evaluation: Any = None
+    radiomics: Any = None
 
     def __post_init__(self) -> None:
         if self.positive_class not in POSITIVE_CLASSES:

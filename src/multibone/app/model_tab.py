@@ -91,8 +91,23 @@ def auc_table(metrics: dict) -> dict[str, list]:
     return table
 
 
+def model_warnings(bundle) -> list[str]:
+    """The warnings to read first: shortcut features, models with AUC 1.000 and
+    features dropped before fitting (``top_warnings`` of the bundle's metrics.json)."""
+    ev = bundle.evaluation_dir
+    if ev is None or not (ev / "metrics.json").is_file():
+        return []
+    try:
+        data = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(w) for w in data.get("top_warnings") or []]
+
+
 def render(bundle) -> None:
     """Draw the Model tab for a loaded :class:`multibone.bundle.Bundle`."""
+    for w in model_warnings(bundle):
+        (st.warning if w.startswith("Features dropped") else st.error)(w)
     td = bundle.training_data
     st.subheader("Training data")
     if td.get("synthetic"):

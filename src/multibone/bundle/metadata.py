@@ -105,6 +105,7 @@ def build_metadata(
     training_data: dict,
     metrics: dict,
     config: dict,
+    dropped_features: dict | None = None,
 ) -> dict[str, Any]:
     """The metadata of a bundle (everything but ``format_version``, ``multibone_version``
     and ``files``, which :func:`~multibone.bundle.save_bundle` adds).
@@ -114,7 +115,9 @@ def build_metadata(
     backbones' image settings (``img_size`` px, ``crop_margin`` fraction, ...).
     ``training_data``: ``synthetic``, ``n_patients``, ``n_images``, ``centres``,
     ``by_split``. ``metrics``: set -> model -> ``{"auc", "ci_low", "ci_high"}``.
-    ``config``: the resolved run config as a dict.
+    ``config``: the resolved run config as a dict. ``dropped_features``:
+    clinical feature -> why it was dropped before fitting (never observed or
+    constant on development data); listed as ``feature_schema.dropped``.
     """
     negative = "tumor" if positive_class == "infection" else "infection"
     return {
@@ -126,6 +129,7 @@ def build_metadata(
             "features": list(features),
             "backbones": list(backbones),
             "clinical": list(clinical),
+            "dropped": dict(dropped_features or {}),
             "encoding": dict(FEATURE_ENCODING),
         },
         "input": dict(INPUT),

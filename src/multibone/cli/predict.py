@@ -31,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from multibone.case import predict_case
 
-    result = predict_case(bundle, case_from_args(args))
+    result = predict_case(bundle, case_from_args(args, bundle))
     print(json.dumps(result.to_json(), indent=2))
     return 0

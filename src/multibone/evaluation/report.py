@@ -544,6 +544,8 @@ def evaluate_run(
         results[key] = r
 
     extras = _read_extras(run_dir, warnings)
+    top_warnings = _top_warnings(run_dir, results)
+    warnings[:0] = top_warnings  # shortcuts and perfect AUCs come first
     summary = pd.DataFrame(
         [row for k, r in results.items() for row in _summary_rows(k, r["label"], r)]
     )
@@ -565,6 +567,7 @@ def evaluate_run(
             for k, r in results.items()
         },
         "warnings": warnings,
+        "top_warnings": top_warnings,
     }
     with atomic_dir(out, force=True) as tmp:
         (tmp / "tables").mkdir()
@@ -599,6 +602,51 @@ def evaluate_run(
         (tmp / "report.html").write_text(html, encoding="utf-8")
     log.info("evaluation written to %s", out)
     return jsonable(metrics)  # type: ignore[return-value]
+
+
+def _top_warnings(run_dir: Path, results: dict) -> list[str]:
+    """Shortcut features (``RUN/stacking/shortcuts.csv``), models with AUC 1.000, and
+    features dropped before fitting: shown first in the report and ``summary.md``."""
+    from multibone.evaluation.shortcuts import (
+        perfect_model_warnings,
+        read_shortcuts,
+        shortcut_warnings,
+    )
+
+    out: list[str] = []
+    table = read_shortcuts(run_dir)
+    if table is not None:
+        out += shortcut_warnings(table)
+    aucs = {}
+    for r in results.values():
+        aucs[r["label"]] = {
+            m: _auc_value(v) for m, v in (r.get("models") or {}).items() if _auc_value(v) is not None
+        }
+    out += perfect_model_warnings(aucs)
+    try:
+        stack = json.loads((run_dir / "stacking" / "stacking_summary.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        stack = {}
+    dropped = stack.get("dropped_features") or {}
+    if dropped:
+        out.append(
+            "Features dropped before fitting (no information on development data): "
+            + "; ".join(f"{k} ({v})" for k, v in dropped.items())
+            + ". The model and the bundle do not use them."
+        )
+    return out
+
+
+def _auc_value(m: object) -> float | None:
+    """The AUC of one model's metrics block of :func:`evaluate_set` (None when undefined)."""
+    a = m.get("auc") if isinstance(m, dict) else None
+    a = a.get("auc") if isinstance(a, dict) else a
+    a = a.get("auc") if isinstance(a, dict) else a
+    try:
+        a = float(a)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(a) else a
 
 
 def _read_extras(run_dir: Path, warnings: list[str]) -> dict[str, pd.DataFrame]:

@@ -14,7 +14,12 @@ score; so every reported sensitivity and specificity is exact on ``(y, p)``.
 
 **The tie rule** (one for every layer): when several candidates reach the same
 best value of the criterion, the **highest threshold** wins (fewest positive
-calls). For ``spec90`` this differs from the rule stacking used before
+calls), except that for ``sens90`` candidates tied on specificity are first
+split by sensitivity, higher first: with the same specificity, more
+sensitivity costs nothing (it dominates). Without that, perfectly separated
+development data gave a "sens90" point at sensitivity 0.90 where a threshold
+with 1.0 / 1.0 existed (issue #11); ``spec90`` needs no such step, since
+among thresholds tied on sensitivity the highest has the best specificity. For ``spec90`` this differs from the rule stacking used before
 multibone 0.2 ("the lowest threshold with specificity >= 0.90"): with tied
 sensitivity, that rule could pick a lower threshold with lower specificity
 (issue #10: 0.64 with 0.70 / 0.90 instead of 0.70 with 0.70 / 1.00).
@@ -121,7 +126,9 @@ def choose_operating_points(
             i = int(np.argmax(tpr - fpr))
         elif name == "sens90":
             ok = np.flatnonzero(tpr >= target - _EPS)
-            i = int(ok[np.argmax(spec[ok])])
+            # tied best specificity: the higher sensitivity (it dominates), then the highest threshold
+            best = ok[spec[ok] >= spec[ok].max() - _EPS]
+            i = int(best[np.argmax(tpr[best] + _EPS >= tpr[best].max())])
         elif name == "spec90":
             ok = np.flatnonzero(spec >= target - _EPS)
             i = int(ok[np.argmax(tpr[ok])])
