@@ -443,6 +443,9 @@ def write_summary(run: Path) -> Path:
         for name, o in ops.items():
             lines.append(f"| {name} | {o['threshold']:.3f} | {o['sensitivity']:.3f} | {o['specificity']:.3f} |")
         lines.append("")
+    from multibone.radiomics.run import summary_lines as radiomics_lines
+
+    lines += radiomics_lines(run)
     lines += [
         "## Files",
         "",

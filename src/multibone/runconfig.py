@@ -21,7 +21,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from multibone._config import from_dict, read_yaml, to_dict, write_yaml
+from multibone._config import did_you_mean, from_dict, read_yaml, to_dict, write_yaml
 from multibone.errors import ConfigError
 
 _SECTIONS = {
@@ -67,7 +67,8 @@ def run_config_from_dict(data: dict, where: str = "config") -> RunConfig:
     unknown = sorted(set(data) - set(_SECTIONS) - set(_SCALARS))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown section {', '.join(unknown)}; valid top-level keys are "
+            f"{where}: unknown section {', '.join(unknown)}"
+            f"{did_you_mean(unknown, [*_SCALARS, *_SECTIONS])}; valid top-level keys are "
             f"{', '.join(sorted([*_SCALARS, *_SECTIONS]))}"
         )
     kwargs: dict[str, Any] = {}
@@ -78,7 +79,10 @@ def run_config_from_dict(data: dict, where: str = "config") -> RunConfig:
         kwargs[key] = value
     for section in _SECTIONS:
         kwargs[section] = from_dict(_section_type(section), data.get(section), f"{where}: {section}")
-    return RunConfig(**kwargs)
+    try:
+        return RunConfig(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def load_run_config(path: str | Path | None) -> RunConfig:

@@ -664,6 +664,12 @@ def _read_extras(run_dir: Path, warnings: list[str]) -> dict[str, pd.DataFrame]:
             extras["imaging_summary"] = _json_table(data)
         except (json.JSONDecodeError, ValueError) as exc:
             warnings.append(f"{summ.name} could not be read ({exc}); left out.")
+    rad = run_dir / "radiomics" / "radiomics_summary.json"
+    if rad.is_file():
+        try:
+            extras["radiomics_summary"] = _json_table(json.loads(rad.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, ValueError) as exc:
+            warnings.append(f"{rad.name} could not be read ({exc}); left out.")
     foc = run_dir / "lesion_focus.csv"
     if foc.is_file():
         try:
@@ -798,6 +804,8 @@ _EXTRA_TITLES = {
     "family_comparison": "Stacker families compared (inner CV on dev)",
     "imaging_summary": "Imaging backbones (out-of-fold summary)",
     "lesion_focus_summary": "Saliency energy inside the lesion box (explain layer)",
+    "radiomics_summary": "Radiomics baseline (ElasticNet on Nyxus lesion-box features; tuning and "
+    "largest coefficients)",
 }
 _SUMMARY_COLUMNS = [
     "set",
