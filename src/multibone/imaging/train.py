@@ -410,7 +410,9 @@ def fit(
                 best_loss = record["val_loss"] if val_x.shape[0] else math.inf
             history.append(record)
             if dist.is_main:
-                log.info(
+                # With a bar on screen the per-epoch line is for `-v` only (one clean bar).
+                log.log(
+                    logging.INFO if bar.disable else logging.DEBUG,
                     "%s epoch %d/%d: loss %.4f, val AUC %.3f, val loss %.4f, lr %.3g (best epoch %d)",
                     desc,
                     epoch + 1,
