@@ -74,6 +74,18 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def did_you_mean(unknown: list[str], valid: Any) -> str:
+    """`` (did you mean X?)`` for the closest valid name of each unknown one, or ``""``."""
+    import difflib
+
+    matches = {u: m[0] for u in unknown if (m := difflib.get_close_matches(str(u), list(valid), n=1))}
+    if not matches:
+        return ""
+    if len(unknown) == 1:
+        return f" (did you mean {next(iter(matches.values()))!r}?)"
+    return f" (did you mean {', '.join(f'{u} -> {m}' for u, m in matches.items())}?)"
+
+
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys.
 
@@ -92,8 +104,8 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"valid keys are {', '.join(sorted(fields))}"
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+            f"{did_you_mean(unknown, fields)}; valid keys are {', '.join(sorted(fields))}"
         )
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:

@@ -101,6 +101,17 @@ class ParsedManifest:
     patient_values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _encoding_hint(path: Path) -> str:
+    """What a non-UTF-8 manifest probably is: UTF-16 (a BOM), binary, or an 8-bit code page."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "; it is UTF-16 text, as 'Unicode Text' exports write"
+    if b"\x00" in head:
+        return "; it holds NUL bytes, so it is not a text file (a spreadsheet .xlsx renamed .csv?)"
+    return "; probably Latin-1 / Windows-1252, as 'CSV (comma delimited)' writes"
+
+
 def read_manifest_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Read a CSV manifest as text: ``(header, [(row_number, cells), ...])``.
 
@@ -118,8 +129,8 @@ def read_manifest_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list
             records = list(csv.reader(fh))
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"{p}: not UTF-8 text (bad byte at offset {exc.start}); save the manifest as "
-            "'CSV UTF-8 (comma delimited)'"
+            f"{p}: not UTF-8 text (bad byte at offset {exc.start}{_encoding_hint(p)}); save the "
+            "manifest as 'CSV UTF-8 (comma delimited)'"
         ) from exc
     except csv.Error as exc:
         raise InputError(f"{p}: not a readable CSV file: {exc}") from exc

@@ -177,6 +177,13 @@ def _dcmread(path: Path, *, raw: bool, header_only: bool) -> Any:
         ok = int(ds.get("Rows", 0) or 0) > 0 and int(ds.get("Columns", 0) or 0) > 0
     except Exception:
         ok = False
+    if not ok and ("SOPClassUID" in ds or "Modality" in ds):
+        # a legacy data set without preamble / file meta that pydicom does read (force=True)
+        raise ImageReadError(
+            f"{path}: a DICOM data set without preamble (modality "
+            f"{ds.get('Modality', 'unknown') or 'unknown'}) that holds no image (no rows/columns); "
+            "multibone reads radiographs: export the image itself"
+        )
     if not ok:
         raise ImageReadError(
             f"{path}: not a DICOM file (no 'DICM' marker at byte 128 and no image "
