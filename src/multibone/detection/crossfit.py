@@ -117,6 +117,7 @@ def crossfit_detector(
     df = _with_folds(table, folds)
     device = resolve_device(config.device)
     prev_threads = torch.get_num_threads()
+    bar = None
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     try:
@@ -124,7 +125,16 @@ def crossfit_detector(
         out.mkdir(parents=True, exist_ok=True)
         write_yaml(to_dict(config), out / "detection_config.yaml")
         models: dict[int, torch.nn.Module] = {}
-        for k in sorted(int(f) for f in df["fold"].unique() if f >= 0):
+        dev_folds = sorted(int(f) for f in df["fold"].unique() if f >= 0)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(dev_folds) * config.epochs,
+            desc="detector",
+            unit="epoch",
+            disable=not progress,
+        )
+        for k in dev_folds:
             weights = out / "weights" / f"fold{k}.safetensors"
             train = np.flatnonzero(
                 (df["fold"] != k) & (df["fold"] >= 0) & (df["has_box"] | (df["lesion"] == 0))
@@ -139,6 +149,7 @@ def crossfit_detector(
             )
             if done:
                 model.load_state_dict(load_file(str(weights)))
+                bar.update(config.epochs)
             else:
                 sub = data.subset(train)
                 fit = fit_detector(
@@ -151,8 +162,9 @@ def crossfit_detector(
                     fingerprint=_fingerprint(config, df.iloc[train], k),
                     resume=resume,
                     progress=progress,
-                    desc=f"detector fold {k}",
+                    desc=f"fold {k}",
                     on_epoch_end=on_epoch_end,
+                    bar=bar,
                 )
                 model.load_state_dict(fit.ema_state)
                 with atomic_path(weights, suffix=".safetensors") as tmp:
@@ -184,6 +196,8 @@ def crossfit_detector(
                 }
             )
     finally:
+        if bar is not None:
+            bar.close()
         torch.set_num_threads(prev_threads)
     result = pd.concat([df.reset_index(drop=True), pd.DataFrame(rows)], axis=1)[BOXES_COLUMNS]
     with atomic_path(out / "boxes.csv") as tmp:

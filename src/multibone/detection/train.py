@@ -119,6 +119,7 @@ def fit_detector(
     progress: bool = True,
     desc: str = "detector",
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    bar=None,
 ) -> DetectorFit:
     """Train ``model`` for ``config.cycles * config.epochs_per_cycle`` epochs on ``data``.
 
@@ -126,7 +127,8 @@ def fit_detector(
     ``checkpoint`` is rewritten atomically after each epoch; with ``resume`` an
     existing one continues the run (its ``fingerprint`` must match).
     ``on_epoch_end(epoch, record)`` runs after each checkpoint (raising there
-    simulates a crash).
+    simulates a crash). ``bar``: a tqdm bar to advance by one per epoch (a caller's
+    bar over several models); by default this call shows its own.
     """
     from timm.utils import ModelEmaV3
     from tqdm.auto import tqdm
@@ -157,7 +159,11 @@ def fit_detector(
         scheduler.load_state_dict(ck["scheduler"])
         start, step, history = int(ck["epoch"]), int(ck["step"]), list(ck["history"])
     epochs = config.epochs
-    bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", disable=not progress)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", disable=not progress)
+    else:
+        bar.update(start)
     try:
         for epoch in range(start, epochs):
             cycle, within = divmod(epoch, config.epochs_per_cycle)
@@ -191,7 +197,7 @@ def fit_detector(
                 )
             record = {"epoch": epoch + 1, "cycle": cycle + 1, "lr": lr, "loss": mean_loss}
             history.append(record)
-            bar.set_postfix(cycle=cycle + 1, loss=f"{mean_loss:.3f}")
+            bar.set_postfix(model=desc, cycle=cycle + 1, loss=f"{mean_loss:.3f}")
             bar.update(1)
             if checkpoint is not None:
                 state = {
@@ -210,5 +216,6 @@ def fit_detector(
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, record)
     finally:
-        bar.close()
+        if own_bar:
+            bar.close()
     return DetectorFit(_cpu(ema.module), _cpu(model), history, resumed_from=start)
