@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     # 4: whole runs and single cases
     "runconfig": 4,
     "case": 4,
+    "export": 4,
     "pipeline": 4,
     # 5: user interfaces
     "cli": 5,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 import pytest
 
 from multibone.app import box as bx
@@ -94,3 +96,25 @@ def test_read_drawing_hands_over_between_canvas_and_fields():
     assert bx.read_drawing(new, geo, upd2.signature, (0, 0, 5, 5)).box is None
     # an empty canvas changes nothing
     assert bx.read_drawing({"objects": []}, geo, None, current).box is None
+
+
+# --------------------------------------------------------------------------- several views
+
+
+def test_view_table_puts_image_scores_beside_the_patient_score():
+    from multibone.app import views
+    from multibone.imaging import aggregate, sigmoid
+
+    probs = [0.2, 0.9, 0.6]
+    logits = [float(np.log(p / (1 - p))) for p in probs]
+    for rule, driver in (("mean_logit", 1), ("max", 1), ("all_positive", 0)):
+        patient = float(sigmoid(aggregate(logits, rule)))
+        table, sentences = views.view_table(
+            {"e3": probs}, {"e3": patient}, ["image 1", "image 2", "image 3"], rule
+        )
+        assert table["view"] == ["image 1", "image 2", "image 3", f"patient ({rule})"]
+        assert table["e3"][-1] == f"{patient:.3f}" and table["e3"][:3] == ["0.200", "0.900", "0.600"]
+        assert sentences[0].startswith(f"e3: image {driver + 1} drove")
+    # a mean below 0.5 is driven by the most negative view
+    assert views.driving_view([0.05, 0.45, 0.6], "mean_logit", 0.3) == 0
+    assert views.view_table({}, {}, [], None) == ({}, [])

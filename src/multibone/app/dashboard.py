@@ -26,7 +26,7 @@ import streamlit as st
 from multibone import case as case_api  # constants and model warm-up
 from multibone import pipeline
 from multibone.app import box as box_mod
-from multibone.app import canvas, logic, model_tab
+from multibone.app import canvas, logic, model_tab, views
 from multibone.bundle import load_bundle
 from multibone.errors import MultiboneError
 
@@ -552,6 +552,7 @@ def compute_and_show(bundle, uploads, boxes, fields, cam_methods) -> dict:
     with st.spinner("Computing the probability ..."):
         result = pipeline.predict_case(bundle, case)
     out = {"case": case, "result": result, "explanation": None, "report": None}
+    out["aggregation"] = getattr(case_api.runtime(bundle).scorer, "aggregation", None)
     out["seconds"] = {"predict": time.perf_counter() - t0}
     result_head(out)
     with st.spinner("Computing SHAP and the heatmaps ..."):
@@ -616,6 +617,19 @@ def result_head(out: dict) -> None:
             },
             hide_index=True,
         )
+    if result.image_scores and len(out["case"].images) > 1:
+        table, sentences = views.view_table(
+            result.image_scores,
+            result.backbone_scores,
+            [im.label for im in out["case"].images],
+            out.get("aggregation"),
+        )
+        st.markdown(
+            f"**Each view** (probability of {pos} per image; the last row is the patient "
+            "score the stacker used)"
+        )
+        st.dataframe(table, hide_index=True)
+        st.markdown("\n".join(f"- {s}" for s in sentences))
 
 
 def result_tail(out: dict) -> None:
