@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from multibone._atomic import LOCK_NAME, locks_folder
 from multibone.case import (  # noqa: F401  (re-exported for the dashboard and CLI)
     CamView,
     Case,
@@ -513,6 +514,7 @@ def train_imaging(
     )
 
 
+@locks_folder("run_dir")
 def stack_run(
     run_dir: str | Path,
     manifest: str | Path,
@@ -573,6 +575,7 @@ def stack_step(
     )
 
 
+@locks_folder("run_dir")
 def run_pipeline(
     manifest: str | Path,
     run_dir: str | Path,
@@ -600,6 +603,7 @@ def run_pipeline(
                       callback=callback, n_boot=n_boot)
 
 
+@locks_folder("out_dir")
 def build_demo(
     out_dir: str | Path = DEFAULT_DEMO_RUN,
     progress_callback: Progress | None = None,
@@ -619,12 +623,14 @@ def build_demo(
 
     callback = progress_callback or _noop
     run = Path(out_dir)
-    if run.exists() and any(run.iterdir()):
+    old = [p for p in run.iterdir() if not p.name.startswith(LOCK_NAME)]  # the lock is ours
+    if old:
         if not force:
             raise InputError(f"{run} already exists; pass --force to replace it, or choose another --out")
         import shutil
 
-        shutil.rmtree(run)
+        for p in old:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     config = config or _demo_config()
     t0 = time.perf_counter()
     callback(0.0, f"making a synthetic cohort of {patients} patients")

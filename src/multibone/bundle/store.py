@@ -128,6 +128,12 @@ def verify_bundle(path: str | Path) -> dict:
     unpickled here.
     """
     root = Path(path)
+    stranded = root.with_name(f".{root.name}.old")
+    if not root.is_dir() and stranded.is_dir():
+        raise BundleError(
+            f"{root}: missing, but {stranded.name} beside it holds the previous bundle (a write "
+            "of a new one was interrupted); the next write there restores it, or rename it back"
+        )
     if not root.is_dir():
         raise BundleError(f"{root}: no bundle folder here (build one with 'multibone demo' or 'multibone stack')")
     manifest = root / MANIFEST
