@@ -266,20 +266,27 @@ class _Runtime:
     backbones: list[str]
 
 
-_RUNTIMES: dict[tuple[str, str], _Runtime] = {}
+_RUNTIMES: dict[tuple, _Runtime] = {}
+
+#: Image engine settings used when a caller passes none: ``engine`` (auto / torch / onnx),
+#: ``onnx_dir`` (None = ``<bundle>-onnx``), ``threads`` (None = library default). The CLI
+#: sets them from --engine / --onnx / --threads; see :mod:`multibone.imaging.engine`.
+ENGINE_SETTINGS: dict[str, Any] = {"engine": "auto", "onnx_dir": None, "threads": None}
 
 
 def runtime(bundle) -> _Runtime:
-    """Loaded models of a verified bundle, cached per (path, bundle.json hash)."""
-    key = (str(bundle.path), bundle.hash)
+    """Loaded models of a verified bundle, cached per (path, bundle.json hash, engine settings)."""
+    settings = dict(ENGINE_SETTINGS)
+    key = (str(bundle.path), bundle.hash, tuple(sorted((k, str(v)) for k, v in settings.items())))
     rt = _RUNTIMES.get(key)
     if rt is None:
         schema = bundle.meta["feature_schema"]
         scorer = None
         if bundle.backbones:
-            from multibone.imaging import ImageScorer
+            from multibone.imaging.engine import make_scorer
 
-            scorer = ImageScorer.from_dir(bundle.path / "backbones", bundle.backbones)
+            scorer = make_scorer(bundle.path / "backbones", bundle.backbones,
+                                 bundle_path=bundle.path, bundle_hash=bundle.hash, **settings)
         rt = _Runtime(
             stacker=bundle.load_object("stacker.skops"),
             scorer=scorer,
@@ -312,58 +319,83 @@ def _feature_row(rt: _Runtime, case: Case, backbone_scores: dict[str, float]) ->
 
 def predict_case(bundle, case: Case) -> CaseResult:
     """Calibrated probability of the positive class, decisions, per-backbone scores."""
+    return predict_cases(bundle, [case])[0]
+
+
+def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
+    """:func:`predict_case` for many patients at once, with the same results.
+
+    All crops of all ``cases`` go through each fold model together (in batches of
+    the scorer's ``batch_size``) and the stacker sees all feature rows in one call:
+    a worklist is scored several times faster than case by case. Each result's
+    ``seconds`` is the batch's wall time divided by the number of cases.
+    """
     t0 = time.perf_counter()
     rt = runtime(bundle)
-    if rt.backbones and not case.images:
-        raise InputError("this bundle needs at least one radiograph")
-    for i, im in enumerate(case.images, start=1):
-        msg = roi_problem(im.roi, im.pixels.shape)
-        if msg:
-            raise InputError(f"case field roi_{i}: {msg}")
-    backbone_scores: dict[str, float] = {}
-    image_scores: dict[str, list[float]] = {}
-    if rt.scorer is not None:
-        from multibone.imaging import aggregate, sigmoid
+    for case in cases:
+        if rt.backbones and not case.images:
+            raise InputError("this bundle needs at least one radiograph")
+        for i, im in enumerate(case.images, start=1):
+            msg = roi_problem(im.roi, im.pixels.shape)
+            if msg:
+                raise InputError(f"case field roi_{i}: {msg}")
+    per_case: list[tuple[dict[str, float], dict[str, list[float]]]] = [({}, {}) for _ in cases]
+    if rt.scorer is not None and cases:
+        from multibone.imaging.aggregate import aggregate, sigmoid
 
-        logits = rt.scorer.score(_crops(rt, case))
-        for b in rt.backbones:
-            image_scores[b] = [float(sigmoid(v)) for v in logits[b]]
-            backbone_scores[b] = float(sigmoid(aggregate(logits[b], rt.scorer.aggregation)))
-    X = _feature_row(rt, case, backbone_scores)
-    p = float(rt.stacker.predict_proba(X)[0, 1])
-    decisions = {}
-    for name, op in bundle.thresholds.items():
-        positive = p >= float(op["threshold"])
-        decisions[name] = {
-            "threshold": float(op["threshold"]),
-            "positive": bool(positive),
-            "call": bundle.positive_class if positive else bundle.negative_class,
-            "sensitivity": float(op["sensitivity"]),
-            "specificity": float(op["specificity"]),
-            "meaning": OPERATING_POINTS.get(name, name),
-        }
+        crops = [c for case in cases for c in _crops(rt, case)]
+        logits = rt.scorer.score(crops)
+        start = 0
+        for case, (backbone_scores, image_scores) in zip(cases, per_case, strict=True):
+            stop = start + len(case.images)
+            for b in rt.backbones:
+                mine = logits[b][start:stop]
+                image_scores[b] = [float(sigmoid(v)) for v in mine]
+                backbone_scores[b] = float(sigmoid(aggregate(mine, rt.scorer.aggregation)))
+            start = stop
+    if not cases:
+        return []
+    X = pd.concat([_feature_row(rt, case, bs) for case, (bs, _) in zip(cases, per_case, strict=True)])
+    probs = rt.stacker.predict_proba(X)[:, 1]
     from multibone.bundle.provenance import provenance, provenance_warnings
 
-    warnings = provenance_warnings(bundle.meta)
-    if case.ignored:
-        warnings.append(
-            f"ignored: {', '.join(case.ignored)} (this bundle's model does not use "
-            f"{'it' if len(case.ignored) == 1 else 'them'})"
-        )
-    return CaseResult(
-        provenance=provenance(bundle.meta),
-        warnings=warnings,
-        ignored_fields=list(case.ignored),
-        probability=p,
-        positive_class=bundle.positive_class,
-        negative_class=bundle.negative_class,
-        decisions=decisions,
-        backbone_scores=backbone_scores,
-        image_scores=image_scores,
-        features={k: (None if pd.isna(v) else float(v)) for k, v in X.iloc[0].items()},
-        bundle_version=bundle.version,
-        seconds=time.perf_counter() - t0,
-    )
+    seconds = (time.perf_counter() - t0) / len(cases)
+    results = []
+    for j, case in enumerate(cases):
+        backbone_scores, image_scores = per_case[j]
+        p = float(probs[j])
+        decisions = {}
+        for name, op in bundle.thresholds.items():
+            positive = p >= float(op["threshold"])
+            decisions[name] = {
+                "threshold": float(op["threshold"]),
+                "positive": bool(positive),
+                "call": bundle.positive_class if positive else bundle.negative_class,
+                "sensitivity": float(op["sensitivity"]),
+                "specificity": float(op["specificity"]),
+                "meaning": OPERATING_POINTS.get(name, name),
+            }
+        warnings = provenance_warnings(bundle.meta)
+        if case.ignored:
+            warnings.append(
+                f"ignored: {', '.join(case.ignored)} (this bundle's model does not use "
+                f"{'it' if len(case.ignored) == 1 else 'them'})"
+            )
+        results.append(CaseResult(
+            provenance=provenance(bundle.meta),
+            warnings=warnings,
+            ignored_fields=list(case.ignored),
+            probability=p,
+            positive_class=bundle.positive_class,
+            negative_class=bundle.negative_class,
+            decisions=decisions,
+            backbone_scores=backbone_scores,
+            image_scores=image_scores,
+            features={k: (None if pd.isna(v) else float(v)) for k, v in X.iloc[j].items()},
+            bundle_version=bundle.version,
+            seconds=seconds,
+        ))
+    return results
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:
@@ -512,7 +544,8 @@ def _lab_field(value: float, abnormal: float) -> float | str | None:
     return None
 
 
-def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, force: bool = False) -> Path:
+def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, force: bool = False,
+                      chunk: int = 32) -> Path:
     """Score every patient of a manifest-format CSV; write one row per patient.
 
     Output columns: patient_id, probability, one ``call_<point>`` per operating
@@ -535,16 +568,24 @@ def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, 
     cohort = load_cases(cases_csv, positive_class=bundle.positive_class,
                         require_images=needs_images, check_images=needs_images)
     rows = []
-    for p in cohort.patients.itertuples():
-        ims = cohort.images[cohort.images["patient_id"] == p.patient_id]
-        images = []
-        for r in ims.itertuples():
-            roi = None if pd.isna(r.roi_x0) else (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1))
-            images.append(CaseImage(read_radiograph(r.image_path).pixels, roi, f"row {r.row}"))
-        case = Case(images=images, age=float(p.age), sex=str(p.sex), site=str(p.site or ""),
-                    location=str(p.location or ""), crp=_lab_field(p.crp, p.crp_abnormal),
-                    esr=_lab_field(p.esr, p.esr_abnormal))
-        res = predict_case(bundle, case)
+    patients = list(cohort.patients.itertuples())
+    by_patient = dict(tuple(cohort.images.groupby("patient_id", sort=False)))
+    results: list[tuple[Any, CaseResult]] = []
+    # Patients are scored in chunks (one forward pass per fold model per chunk): as fast
+    # as one big batch, with only ``chunk`` patients' radiographs in memory at a time.
+    for s in range(0, len(patients), max(1, int(chunk))):
+        batch = []
+        for p in patients[s : s + max(1, int(chunk))]:
+            ims = by_patient.get(p.patient_id)
+            images = []
+            for r in ([] if ims is None else ims.itertuples()):
+                roi = None if pd.isna(r.roi_x0) else (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1))
+                images.append(CaseImage(read_radiograph(r.image_path).pixels, roi, f"row {r.row}"))
+            batch.append(Case(images=images, age=float(p.age), sex=str(p.sex), site=str(p.site or ""),
+                              location=str(p.location or ""), crp=_lab_field(p.crp, p.crp_abnormal),
+                              esr=_lab_field(p.esr, p.esr_abnormal)))
+        results.extend(zip(patients[s : s + len(batch)], predict_cases(bundle, batch), strict=True))
+    for p, res in results:
         row = {"patient_id": p.patient_id, "probability": res.probability}
         row.update({f"call_{k}": d["call"] for k, d in res.decisions.items()})
         row.update({f"score_{b}": s for b, s in res.backbone_scores.items()})

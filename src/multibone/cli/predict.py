@@ -6,6 +6,7 @@ import argparse
 import json
 
 from multibone.cli._case_args import add_case_arguments, case_from_args
+from multibone.cli._engine_args import add_engine_arguments, apply_engine_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,11 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_case_arguments(p, allow_cases=True)
     p.add_argument("--out", help="with --cases: the CSV to write (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    add_engine_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from multibone.bundle import load_bundle
 
+    apply_engine_arguments(args)
     bundle = load_bundle(args.bundle, trust_pickle=args.trust_pickle)
     if args.cases:
         from multibone.case import predict_cases_csv

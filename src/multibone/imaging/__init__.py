@@ -16,23 +16,59 @@ Modules, in import order (each imports only those above it):
 * :mod:`~multibone.imaging.scorer`: :class:`ImageScorer`, scoring new images.
 """
 
-from multibone.imaging.aggregate import AGGREGATIONS, aggregate, sigmoid
-from multibone.imaging.config import ImagingConfig
-from multibone.imaging.crossfit import train_images
-from multibone.imaging.data import GREY_POLICY, preprocess
-from multibone.imaging.folds import load_backbone_meta, load_backbone_models, load_fold
-from multibone.imaging.inference import predict_logits
-from multibone.imaging.registry import (
-    BACKBONES,
-    BackboneSpec,
-    check_weights_source,
-    create_backbone,
-    get_cam_layer,
-    get_spec,
-    list_backbones,
-    load_weights_file,
-)
-from multibone.imaging.scorer import ImageScorer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> submodule. Imported on first use (PEP 562), so importing one
+# submodule (e.g. the torch-free onnx_runtime used by predict) does not pull torch,
+# the training loop and the cross-fitting code in with it.
+_LAZY = {
+    "AGGREGATIONS": "aggregate", "aggregate": "aggregate", "sigmoid": "aggregate",
+    "ImagingConfig": "config",
+    "train_images": "crossfit",
+    "GREY_POLICY": "data", "preprocess": "data",
+    "load_backbone_meta": "folds", "load_backbone_models": "folds", "load_fold": "folds",
+    "predict_logits": "inference",
+    "BACKBONES": "registry", "BackboneSpec": "registry", "check_weights_source": "registry",
+    "create_backbone": "registry", "get_cam_layer": "registry", "get_spec": "registry",
+    "list_backbones": "registry", "load_weights_file": "registry",
+    "ImageScorer": "scorer",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from multibone.imaging.aggregate import AGGREGATIONS, aggregate, sigmoid
+    from multibone.imaging.config import ImagingConfig
+    from multibone.imaging.crossfit import train_images
+    from multibone.imaging.data import GREY_POLICY, preprocess
+    from multibone.imaging.folds import load_backbone_meta, load_backbone_models, load_fold
+    from multibone.imaging.inference import predict_logits
+    from multibone.imaging.registry import (
+        BACKBONES,
+        BackboneSpec,
+        check_weights_source,
+        create_backbone,
+        get_cam_layer,
+        get_spec,
+        list_backbones,
+        load_weights_file,
+    )
+    from multibone.imaging.scorer import ImageScorer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'multibone.imaging' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"multibone.imaging.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AGGREGATIONS",

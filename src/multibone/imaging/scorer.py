@@ -43,6 +43,8 @@ class ImageScorer:
     models). Torch's global state is left as it was; inference only.
     """
 
+    engine = "torch"
+
     def __init__(
         self,
         models: dict[str, list[tuple[nn.Module, dict]]],

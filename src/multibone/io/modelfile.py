@@ -34,6 +34,30 @@ from multibone.errors import UnsafeModelError
 
 #: The suffix of a model file; files with :data:`PICKLE_SUFFIXES` are never loaded by default.
 SUFFIX = ".skops"
+
+
+def _skops_io():
+    """``skops.io``, imported without dragging torch in.
+
+    Importing skops.io runs scikit-learn's ``all_estimators()``, which walks every
+    sklearn package, ``sklearn.externals.array_api_compat.torch`` included: 1.5 s and
+    all of torch at each ``multibone predict`` start, for nothing (issue #15). While
+    skops is imported, ``import torch`` is made to fail (the walk skips packages that
+    fail to import) unless torch is already loaded; torch still imports normally later.
+    """
+    import sys
+
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        import skops.io
+
+        return skops.io
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        import skops.io
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return skops.io
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 #: Types beyond skops' defaults that multibone's own model files hold (fully qualified
@@ -63,7 +87,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 
 def dump_model(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` to ``path`` (a ``.skops`` file) atomically, zip-deflated."""
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     if path.suffix != SUFFIX:
@@ -77,7 +101,7 @@ def dump_model(obj: Any, path: str | Path) -> Path:
 
 def _named_types(path: Path) -> list[str]:
     """Types ``path`` names that skops does not trust by default (reads only its JSON)."""
-    import skops.io as sio
+    sio = _skops_io()
 
     try:
         return list(sio.get_untrusted_types(file=path))
@@ -103,7 +127,7 @@ def load_model(path: str | Path, *, extra_trusted: Iterable[str] = ()) -> Any:
     types when it names any other (nothing is built then), or when the file is not
     a skops file at all (e.g. a pickle renamed ``.skops``).
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
