@@ -26,9 +26,10 @@ import streamlit as st
 from multibone import case as case_api  # constants and model warm-up
 from multibone import pipeline
 from multibone.app import box as box_mod
-from multibone.app import canvas, logic, model_tab, views
+from multibone.app import canvas, export_panel, logic, model_tab, views
 from multibone.bundle import load_bundle
 from multibone.errors import MultiboneError
+from multibone.export.dicom import burned_in_annotation
 
 log = logging.getLogger("multibone.dashboard")
 DISCLAIMER = f"**{case_api.DISCLAIMER}** See the Model tab for the data it was trained on."
@@ -290,17 +291,24 @@ def images_section(
     sources = [(f.name, f.getvalue()) for f in (files or [])]
     sources += list(st.session_state["mb_extra"])
     uploads = logic.read_uploads(sources, st.session_state["mb_decoded"])
+    st.session_state["mb_source_bytes"] = [data for _, data in sources]  # DICOM out only
     if not uploads:
         st.caption(
             "No image yet. File names are never shown; images are called image 1, image 2, ..."
         )
     boxes: dict[str, dict] = {}
-    for up in uploads:
+    for up, (_, data) in zip(uploads, sources, strict=True):
         with st.container(border=True):
             st.markdown(f"**{up.label}**")
             if up.error or up.image is None:
                 st.error(up.error)
                 continue
+            if up.image.format == "DICOM" and burned_in_annotation(data):
+                st.warning(
+                    "This DICOM says its pixels carry burned-in annotation (text such as a "
+                    "name or date written into the image). The page, the heatmaps, the PDF and "
+                    "the DICOM objects show those pixels as they are: check before sharing."
+                )
             boxes[up.key] = lesion_box(up, bundle)
     return uploads, boxes
 
@@ -365,7 +373,15 @@ def lesion_box(up: logic.Upload, bundle=None) -> dict:
             )
             upd = box_mod.read_drawing(data, geo, st.session_state.get(seen_key), current)
             st.session_state[seen_key] = upd.signature
-            drawn_error = upd.error
+            err_key = f"mb_canvas_error_{up.key}"
+            if upd.signature != st.session_state.get(seen_key + "_prev"):
+                # a new drawing: its error (or none) holds until the next drawing or a new box
+                st.session_state[err_key] = (upd.error, current) if upd.error else None
+            st.session_state[seen_key + "_prev"] = upd.signature
+            held = st.session_state.get(err_key)
+            if held and held[1] != current:  # the box was typed since: the error is old
+                held = st.session_state[err_key] = None
+            drawn_error = held[0] if held else ""
             if upd.box is not None:  # a new drawing: the number fields follow it
                 for name, v in zip(logic.BOX_FIELDS, upd.box, strict=True):
                     st.session_state[field_keys[name]] = int(v)
@@ -720,6 +736,7 @@ def case_tab(bundle, bundle_path: str) -> None:
             else:
                 out["fp"] = fp
                 st.session_state["mb_result"] = out
+                export_panel.render(bundle, out, st.session_state["mb_source_bytes"])
                 return  # drawn while computing
     out = st.session_state.get("mb_result")
     if out is not None and out["fp"] == fp:
@@ -728,6 +745,8 @@ def case_tab(bundle, bundle_path: str) -> None:
         st.info(
             "The inputs changed since the last result: press 'Compute the result' to update it."
         )
+    current = out if out is not None and out["fp"] == fp else None
+    export_panel.render(bundle, current, st.session_state.get("mb_source_bytes", []))
 
 
 def main() -> None:

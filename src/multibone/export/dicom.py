@@ -74,6 +74,18 @@ def read_source(data: bytes | str | Path, label: str = "the source image"):
     return ds
 
 
+def burned_in_annotation(data: bytes | str | Path) -> bool:
+    """Whether a DICOM's header says its pixels carry burned-in annotation (YES)."""
+    import pydicom
+
+    try:
+        fp = io.BytesIO(data) if isinstance(data, bytes | bytearray) else str(data)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=["BurnedInAnnotation"])
+    except Exception:
+        return False
+    return str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+
+
 def first_dicom_source(paths) -> tuple[int, object]:
     """(index, header) of the first DICOM among a case's image files, or InputError."""
     for i, path in enumerate(paths):
