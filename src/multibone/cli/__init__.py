@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "SHAP and Score-CAM / Grad-CAM for one case"),
     "evaluate": ("evaluate", "statistics, figures and an HTML report for a run"),
     "compare": ("compare", "head-to-head comparison of two prediction files"),
+    "robustness": ("robustness", "AUC and probabilities under random lesion-box perturbation"),
     "readers": ("readers", "compare the model with human readers"),
     "dashboard": ("dashboard", "start the clinician dashboard (Streamlit, localhost)"),
 }
