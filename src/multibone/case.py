@@ -306,15 +306,25 @@ def _crops(rt: _Runtime, case: Case) -> list[np.ndarray]:
 
 
 def _feature_row(rt: _Runtime, case: Case, backbone_scores: dict[str, float]) -> pd.DataFrame:
-    from multibone.cohort import case_to_cohort
-    from multibone.stacking import clinical_features
+    return _feature_rows(rt, [case], [backbone_scores])
 
-    cohort = case_to_cohort(case.fields(), check_images=False, require_images=False)
-    clin = clinical_features(cohort.patients)
-    row = {b: backbone_scores[b] for b in rt.backbones}
+
+def _feature_rows(rt: _Runtime, cases: list[Case], scores: list[dict[str, float]]) -> pd.DataFrame:
+    """The stacker's input, one row per case (clinical features encoded in one call)."""
+    from multibone.cohort import case_to_cohort
+    from multibone.stacking.features import clinical_features
+
+    patients = pd.concat(
+        [case_to_cohort(c.fields(), check_images=False, require_images=False).patients for c in cases],
+        ignore_index=True,
+    )
+    clin = clinical_features(patients)
+    X = pd.DataFrame({b: [s[b] for s in scores] for b in rt.backbones}, index=clin.index)
     for c in rt.clinical:
-        row[c] = float(clin[c].iloc[0])
-    return pd.DataFrame([row], columns=rt.features, index=pd.Index(["case"], name="patient_id"))
+        X[c] = clin[c].astype(float)
+    X = X.reindex(columns=rt.features)
+    X.index = pd.Index(["case"] * len(cases), name="patient_id")
+    return X
 
 
 def predict_case(bundle, case: Case) -> CaseResult:
@@ -355,7 +365,7 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
             start = stop
     if not cases:
         return []
-    X = pd.concat([_feature_row(rt, case, bs) for case, (bs, _) in zip(cases, per_case, strict=True)])
+    X = _feature_rows(rt, cases, [bs for bs, _ in per_case])
     probs = rt.stacker.predict_proba(X)[:, 1]
     from multibone.bundle.provenance import provenance, provenance_warnings
 
