@@ -59,6 +59,9 @@ DEFAULT_DEMO_RUN = Path("runs/demo")
 DEMO_CONFIG = Path(str(resources.files("multibone").joinpath("configs", "demo.yaml")))
 
 Progress = Callable[[float, str], None]
+#: Share of normal controls in the demo cohort when the config trains a detector (extra
+#: patients: the tumour/infection patients stay those of the cohort without them).
+DEMO_NORMALS = 0.2
 
 
 def _noop(fraction: float, message: str) -> None:
@@ -114,7 +117,9 @@ def make_splits(cohort, config: RunConfig) -> pd.DataFrame:
     """
     from multibone.cohort.splits import assign_splits
 
-    return assign_splits(cohort.patients, config.splits)
+    # Normal controls are never tumour-vs-infection patients (the detector stage gives
+    # them folds of their own: multibone.detection.stage.detection_folds).
+    return assign_splits(cohort.without_normals().patients, config.splits)
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
@@ -346,6 +351,11 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
             for k in ("img_size", "crop_margin", "aggregation", "grey_policy", "in_chans")
             if k in first
         }
+    det = run / "detection"
+    if (det / "weights").is_dir() and config.detection is not None:
+        # the layout multibone.detection.run.load_detectors reads (safetensors + JSON + YAML)
+        files["detection/weights"] = det / "weights"
+        files["detection/detection_config.yaml"] = det / "detection_config.yaml"
     ev = run / "evaluation"
     metrics = {}
     if ev.is_dir():
@@ -447,6 +457,9 @@ def write_summary(run: Path) -> Path:
     from multibone.radiomics.run import summary_lines as radiomics_lines
 
     lines += radiomics_lines(run)
+    from multibone.detection.stage import summary_lines as detection_lines
+
+    lines += detection_lines(run)
     lines += [
         "## Files",
         "",
@@ -472,23 +485,36 @@ def _start_run(run: Path, splits: pd.DataFrame, config: RunConfig) -> None:
 
 
 def load_run_cohort(
-    manifest: str | Path, config: RunConfig, *, check_images: bool = True, progress: bool = True
+    manifest: str | Path,
+    config: RunConfig,
+    *,
+    check_images: bool = True,
+    progress: bool = True,
+    keep_normals: bool = False,
 ):
     """Stage 1 for every entry point: the manifest validated for what ``config`` needs.
 
     A config without backbones is a clinical-only run: ``image_path`` may then be
-    absent or empty and no image is opened.
+    absent or empty and no image is opened. Normal controls (``diagnosis`` normal) are
+    left out (the tumour-vs-infection cohort) unless ``keep_normals`` (the detector
+    stage needs them); a cohort without normals is returned as loaded.
     """
     from multibone.cohort import load_cohort
 
-    needs_images = bool(config.imaging.backbones)
-    return load_cohort(
+    needs_images = bool(config.imaging.backbones) or (
+        keep_normals and getattr(config, "detection", None) is not None
+    )
+    cohort = load_cohort(
         manifest,
         positive_class=config.positive_class,
         require_images=needs_images,
         check_images=check_images and needs_images,
         progress=progress,
     )
+    if keep_normals or not cohort.n_normals:
+        return cohort
+    log.info("%d normal control(s) left out of the tumour-vs-infection models", cohort.n_normals)
+    return cohort.without_normals()
 
 
 def train_imaging(
@@ -506,12 +532,30 @@ def train_imaging(
     on a non-zero torchrun rank).
     """
     from multibone.imaging import train_images
+    from multibone.imaging.arms import check_all_weights
 
+    check_all_weights(config.imaging)
     cohort = load_run_cohort(manifest, config, progress=progress)
     splits = make_splits(cohort, config)
-    return train_images(
+    summary = train_images(
         cohort, splits, config.imaging, out_dir, resume=resume, force=force, progress=progress
     )
+    _train_arms(cohort, splits, config, Path(out_dir), resume=resume, force=force,
+                progress=progress)
+    return summary
+
+
+def _train_arms(cohort, splits, config: RunConfig, imaging_dir: Path, *, resume: bool = False,
+                force: bool = False, progress: bool = True) -> None:
+    """Pretraining arms of ``imaging.arms`` and their comparison (imaging_dir/arm_*.csv)."""
+    if not config.imaging.arms:
+        return
+    from multibone.evaluation.arms import write_arm_comparison
+    from multibone.imaging.arms import arm_weights, train_arms
+
+    folders = train_arms(cohort, splits, config.imaging, imaging_dir, resume=resume, force=force,
+                         progress=progress)
+    write_arm_comparison(folders, imaging_dir, arm_weights(config.imaging))
 
 
 @locks_folder("run_dir")
@@ -590,8 +634,14 @@ def run_pipeline(
     from multibone.imaging import train_images
 
     run = Path(run_dir)
+    if config.imaging.backbones:
+        from multibone.imaging.arms import check_all_weights
+
+        check_all_weights(config.imaging)  # offline hub weights or a wrong file: fail at once
     callback(0.12, "checking the cohort")
-    cohort = load_run_cohort(manifest, config, progress=progress)
+    whole = load_run_cohort(manifest, config, progress=progress,
+                            keep_normals=config.detection is not None)
+    cohort = whole.without_normals()  # normal controls only train and test the detector
     splits = make_splits(cohort, config)
     _start_run(run, splits, config)
     if config.imaging.backbones:
@@ -599,6 +649,13 @@ def run_pipeline(
         t0 = time.perf_counter()
         train_images(cohort, splits, config.imaging, run / "imaging", force=force, progress=progress)
         log.info("imaging stage: %.0f s", time.perf_counter() - t0)
+        _train_arms(cohort, splits, config, run / "imaging", force=force, progress=progress)
+    if config.detection is not None:
+        from multibone.detection.stage import run_detection
+
+        callback(0.6, f"training the lesion detector {config.detection.detector} (cross-fitted)")
+        run_detection(run, whole, splits, config.detection, config.splits, force=force,
+                      progress=progress)
     return finish_run(run, cohort, splits, config, force=force, progress=progress,
                       callback=callback, n_boot=n_boot)
 
@@ -614,10 +671,15 @@ def build_demo(
     config: RunConfig | None = None,
     force: bool = False,
     progress: bool = True,
+    normals: float = DEMO_NORMALS,
 ) -> Path:
     """The whole pipeline on a fresh synthetic cohort; returns the run folder.
 
     The bundle is at ``RUN/bundle``. Refuses an existing ``out_dir`` unless ``force``.
+    When the config has a ``detection:`` section, normal controls are added as extra
+    patients (``normals``: their share of the whole cohort), so the ``patients``
+    tumour/infection patients and their images are those of a cohort without normals
+    and the classifiers' numbers do not change.
     """
     from multibone.synthetic import make_synthetic_cohort
 
@@ -634,9 +696,10 @@ def build_demo(
     config = config or _demo_config()
     t0 = time.perf_counter()
     callback(0.0, f"making a synthetic cohort of {patients} patients")
+    n_normal = round(patients * normals / (1.0 - normals)) if config.detection is not None else 0
     manifest = make_synthetic_cohort(
-        run / "cohort", n_patients=patients, seed=seed, difficulty=difficulty, progress=progress,
-        workers=2,
+        run / "cohort", n_patients=patients + n_normal, seed=seed, difficulty=difficulty,
+        progress=progress, workers=2, normals=n_normal / (patients + n_normal),
     )
     out = run_pipeline(manifest, run, config, progress=progress, callback=callback, force=force)
     log.info("demo finished in %.0f s: %s", time.perf_counter() - t0, out)

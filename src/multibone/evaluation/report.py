@@ -664,6 +664,13 @@ def _read_extras(run_dir: Path, warnings: list[str]) -> dict[str, pd.DataFrame]:
             extras["imaging_summary"] = _json_table(data)
         except (json.JSONDecodeError, ValueError) as exc:
             warnings.append(f"{summ.name} could not be read ({exc}); left out.")
+    for name in ("arm_comparison", "arm_pairs", "robustness"):
+        f = run_dir / ("robustness" if name == "robustness" else "imaging") / f"{name}.csv"
+        if f.is_file():
+            try:
+                extras[name] = pd.read_csv(f)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                warnings.append(f"{f.name} could not be read ({exc}); left out.")
     rad = run_dir / "radiomics" / "radiomics_summary.json"
     if rad.is_file():
         try:
@@ -804,6 +811,13 @@ _EXTRA_TITLES = {
     "family_comparison": "Stacker families compared (inner CV on dev)",
     "imaging_summary": "Imaging backbones (out-of-fold summary)",
     "lesion_focus_summary": "Saliency energy inside the lesion box (explain layer)",
+    "arm_comparison": "Pretraining arms: each arm's backbones (AUC with DeLong CI; sensitivity "
+    "and specificity with Wilson CIs at operating points fixed on the arm's dev out-of-fold "
+    "scores; calibration slope; Brier)",
+    "arm_pairs": "Pretraining arms head to head (paired DeLong; McNemar at each operating point)",
+    "robustness": "Box-perturbation robustness (multibone robustness: AUC with the boxes as "
+    "drawn, mean and 2.5-97.5 % of the AUCs under random box shift/scale, per-patient "
+    "probability spread)",
     "radiomics_summary": "Radiomics baseline (ElasticNet on Nyxus lesion-box features; tuning and "
     "largest coefficients)",
 }

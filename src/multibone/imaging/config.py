@@ -42,6 +42,10 @@ class ImagingConfig:
         or ``all_positive`` (positive only when every view is: the minimum logit, seed 003).
     weights: ``none`` | ``imagenet`` | path to a local weights file, for every backbone.
     weights_per_backbone: per-backbone override of ``weights`` (e.g. RadImageNet for resnet50).
+    arms: pretraining comparison arms, ``{name: weights}`` (``none``, ``imagenet`` or a local
+        file, for every backbone): each arm re-trains the same recipe (folds, epochs,
+        seeds...) with only the initial weights changed, into ``imaging/arms/<name>``; the
+        run's own weights are the arm ``main``. See :mod:`multibone.imaging.arms`.
     normalization: ``dataset`` (training-set mean/std of the fold, scalar; the paper)
         or ``pretrained`` (the weights' ImageNet mean/std per channel).
     num_workers: loader processes used to decode crops (0 = in the main process).
@@ -72,6 +76,7 @@ class ImagingConfig:
     aggregation: Literal["mean_logit", "max", "all_positive"] = "mean_logit"
     weights: str = "none"
     weights_per_backbone: dict[str, str] = dataclasses.field(default_factory=dict)
+    arms: dict[str, str] = dataclasses.field(default_factory=dict)
     normalization: Literal["dataset", "pretrained"] = "dataset"
     num_workers: int = 4
     seed: int = 0
@@ -106,6 +111,16 @@ class ImagingConfig:
                 f"{where}.weights_per_backbone: unknown backbone {', '.join(map(repr, bad))}; "
                 f"valid backbones are {', '.join(BACKBONES)}"
             )
+        for name, w in self.arms.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", str(name)) or name == "main":
+                raise ConfigError(
+                    f"{where}.arms: arm name {name!r} must be letters, digits, _ or - "
+                    "(and not 'main', the name of the run's own weights)"
+                )
+            if not isinstance(w, str) or not w.strip():
+                raise ConfigError(
+                    f"{where}.arms.{name}: give the arm's weights: none, imagenet or a file path"
+                )
         positive = {
             "img_size": self.img_size,
             "epochs": self.epochs,

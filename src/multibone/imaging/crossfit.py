@@ -73,6 +73,7 @@ ROI_COLUMNS = ("roi_x0", "roi_y0", "roi_x1", "roi_y1")
 # Settings that change no number of the result: a resume may differ in these.
 _NOT_FINGERPRINTED = (
     "backbones",
+    "arms",  # comparison arms are trained separately (multibone.imaging.arms)
     "num_workers",
     "num_threads",
     "eval_batch_size",
