@@ -121,3 +121,32 @@ def test_paper_config_starts_from_imagenet_with_a_scratch_arm(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert rc == 2 and "no network" in err and "local file path" in err
     assert not out.exists()
+
+
+def test_train_images_cli_with_two_arms(weight_files, tmp_path, one_torch_thread):
+    """A run config with arms: train-images trains both and writes their comparison."""
+    import yaml
+    from imaging_cohort import make_cohort_files
+
+    from multibone.cli import main
+
+    a, b, _ = weight_files
+    manifest = make_cohort_files(tmp_path / "c", 24, external=6)
+    cfg = {
+        "splits": {"n_folds": 2, "external_centers": ["B"], "seed": 0},
+        "imaging": {"backbones": ["e3_tiny"], "img_size": 32, "epochs": 2, "batch_size": 8,
+                    "lr": 0.05, "lr_step": 10, "val_fraction": 0.25, "num_workers": 0,
+                    "num_threads": 1, "crop_margin": 0.0,
+                    "weights": str(a), "arms": {"medical_b": str(b)}},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run" / "imaging"
+    assert main(["train-images", "--config", str(tmp_path / "c.yaml"), "--manifest",
+                 str(manifest), "--out", str(out), "--no-progress"]) == 0
+    per_arm = pd.read_csv(out / "arm_comparison.csv")
+    pairs = pd.read_csv(out / "arm_pairs.csv")
+    assert set(per_arm["arm"]) == {"main", "medical_b"}
+    assert per_arm["auc_ci_low"].notna().all() and per_arm["brier"].notna().all()
+    assert ((pairs["arm_a"] == "main") & (pairs["arm_b"] == "medical_b")).all()
+    assert pairs["delong_p"].between(0, 1).all()
+    assert (out / "arms" / "medical_b" / "patient_scores.csv").is_file()

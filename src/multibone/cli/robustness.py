@@ -69,4 +69,6 @@ def run(args: argparse.Namespace) -> int:
     print("prob_sd_mean: mean over patients of the SD of their probability across draws; "
           "prob_range_max: the largest max-min move of one patient's probability.")
     print(f"written to {out} (robustness.csv, per_draw_auc.csv, per_patient_spread.csv, robustness.png)")
+    if args.out is None:
+        print(f"add it to the report: multibone evaluate {args.run}")
     return 0
