@@ -97,3 +97,15 @@ def test_images_without_boxes_are_named(mini_run, tmp_path):
         box_robustness(mini_run, draws=2, manifest=tmp_path / "manifest.csv",
                        out_dir=tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_report_shows_the_robustness_section(mini_run, tmp_path):
+    from multibone.evaluation.report import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(mini_run, run)
+    box_robustness(run, draws=2, progress=False)
+    evaluate_run(run, n_boot=0, progress=False, figures=False)
+    html = (run / "evaluation" / "report.html").read_text()
+    i = html.index("Box-perturbation robustness")
+    assert "auc_perturbed_mean" in html[i:] and "data:image/png;base64," in html[i:]

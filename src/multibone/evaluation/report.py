@@ -875,11 +875,18 @@ def _render_html(
         summary=table(summary[_SUMMARY_COLUMNS]),
         sets=[_set_context(key, r, figs.get(key, {})) for key, r in results.items()],
         extras=[
-            {"title": _EXTRA_TITLES.get(name, name), "table": table(frame)}
+            {"title": _EXTRA_TITLES.get(name, name), "table": table(frame),
+             "img": _extra_figure(run_dir, name)}
             for name, frame in extras.items()
         ],
         generated_by=metrics["generated_by"],
     )
+
+
+def _extra_figure(run_dir: Path, name: str) -> str | None:
+    """A figure written beside an extra table (the robustness plot), as a data URI."""
+    f = run_dir / "robustness" / "robustness.png" if name == "robustness" else None
+    return plots.png_base64(f) if f is not None and f.is_file() else None
 
 
 def _set_context(key: str, r: dict, figs: dict) -> dict:
