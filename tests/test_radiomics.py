@@ -132,3 +132,14 @@ def test_pipeline_step_adds_p_radiomics_and_thresholds(tmp_path):
     assert "p_radiomics" not in add_radiomics(
         run, cohort, splits, RadiomicsConfig(enabled=False), preds
     )
+
+
+def test_small_boxes_are_refused_before_any_work(tmp_path):
+    from multibone.radiomics.features import check_roi_sizes
+
+    cohort, _ = load_tiny(tmp_path / "c", n_patients=6)
+    im = cohort.images.copy()
+    check_roi_sizes(im, 8)
+    im.loc[im.index[2], "roi_x1"] = im.loc[im.index[2], "roi_x0"] + 4
+    with pytest.raises(InputError, match=f"manifest rows {int(im['row'].iloc[2])}: lesion box smaller"):
+        check_roi_sizes(im, 8)

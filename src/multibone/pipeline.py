@@ -196,6 +196,10 @@ def finish_run(
     for sub in ("stacking", "bundle", "evaluation"):
         if (run / sub).exists() and not force:
             raise InputError(f"{run / sub} already exists; pass --force to overwrite it")
+    if config.radiomics.enabled and not cohort.images.empty:
+        from multibone.radiomics.features import check_roi_sizes
+
+        check_roi_sizes(cohort.images, config.radiomics.min_roi)  # before any work
     if scores_path.is_file():
         scores = read_scores(scores_path)
         check_scores_splits(scores, splits, str(scores_path))
@@ -643,6 +647,10 @@ def run_pipeline(
                             keep_normals=config.detection is not None)
     cohort = whole.without_normals()  # normal controls only train and test the detector
     splits = make_splits(cohort, config)
+    if config.radiomics.enabled and not cohort.images.empty:
+        from multibone.radiomics.features import check_roi_sizes
+
+        check_roi_sizes(cohort.images, config.radiomics.min_roi)  # before any training
     _start_run(run, splits, config)
     if config.imaging.backbones:
         callback(0.15, f"training backbones {', '.join(config.imaging.backbones)} (cross-fitted)")

@@ -136,3 +136,22 @@ def image_features(images: pd.DataFrame, *, grey_levels: int = 32, min_roi: int 
     feats.insert(0, "row", im["row"].astype(int).to_numpy())
     feats.insert(0, "patient_id", im["patient_id"].astype(str).to_numpy())
     return feats
+
+
+def check_roi_sizes(images: pd.DataFrame, min_roi: int) -> None:
+    """InputError naming the manifest rows whose lesion box has a side under ``min_roi`` px.
+
+    Reads only the box columns (no image), so a run can refuse before any work.
+    """
+    im = images[images["roi_x0"].notna()] if "roi_x0" in images else images.iloc[:0]
+    w = im["roi_x1"] - im["roi_x0"]
+    h = im["roi_y1"] - im["roi_y0"]
+    small = im[(w < min_roi) | (h < min_roi)]
+    if len(small):
+        rows = ", ".join(str(int(r)) for r in small["row"].head(5))
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        raise InputError(
+            f"manifest rows {rows}{more}: lesion box smaller than the {min_roi} px per side the "
+            "radiomics texture features need (radiomics.min_roi); redraw the box, lower "
+            "radiomics.min_roi, or set radiomics.enabled: false"
+        )
