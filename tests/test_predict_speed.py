@@ -219,3 +219,18 @@ def test_predict_path_imports_no_optional_heavy_library():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_help_imports_no_library_beyond_the_standard_one():
+    """``multibone --help`` and ``multibone predict --help`` answer without numpy, torch, pandas."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from multibone.cli import main\n"
+        "for argv in ([], ['predict', '--help'], ['export-onnx', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "print([m for m in ('numpy', 'pandas', 'torch', 'sklearn', 'scipy') if m in sys.modules])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -14,6 +14,11 @@ Modules, in import order (each imports only those above it):
 * :mod:`~multibone.imaging.train`: the training loop of one fold model;
 * :mod:`~multibone.imaging.crossfit`: :func:`train_images`, step 1 of the two-step CV;
 * :mod:`~multibone.imaging.scorer`: :class:`ImageScorer`, scoring new images.
+* :mod:`~multibone.imaging.onnx_runtime`: :class:`OnnxScorer` (ONNX Runtime, no torch);
+  :mod:`~multibone.imaging.onnx_export`: :func:`export_onnx`, checked against torch;
+  :mod:`~multibone.imaging.engine`: :func:`make_scorer`, which of the two scores a bundle.
+
+Names are imported on first use: ``import multibone.imaging`` alone loads nothing heavy.
 """
 
 from __future__ import annotations
