@@ -269,7 +269,7 @@ class _Runtime:
 _RUNTIMES: dict[tuple, _Runtime] = {}
 
 #: Image engine settings used when a caller passes none: ``engine`` (auto / torch / onnx),
-#: ``onnx_dir`` (None = ``<bundle>-onnx``), ``threads`` (None = library default). The CLI
+#: ``onnx_dir`` (None = ``<bundle>-onnx``), ``threads`` (None = half the CPUs, at most 8). The CLI
 #: sets them from --engine / --onnx / --threads; see :mod:`multibone.imaging.engine`.
 ENGINE_SETTINGS: dict[str, Any] = {"engine": "auto", "onnx_dir": None, "threads": None}
 

@@ -15,8 +15,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--onnx", metavar="DIR", default=None,
                    help="the ONNX export folder (default: BUNDLE-onnx beside the bundle)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for scoring images (default: the library's, one per core); "
-                        "on a machine busy with other jobs, 1 is often as fast and disturbs less")
+                   help="CPU threads for scoring images (default: half the CPUs, at most 8; "
+                        "1 on a 2-core machine, where more threads measured slower)")
 
 
 def apply_engine_arguments(args: argparse.Namespace) -> None:

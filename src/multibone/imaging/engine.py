@@ -12,8 +12,10 @@
   (benchmarks/RESULTS.md, "Speed where people wait"); both agree to 1e-4 in logits.
 
 ``threads``: CPU threads for inference (torch intra-op, or ONNX Runtime intra-op);
-None leaves the library default (one per core). On a machine shared with other jobs
-fewer threads than cores is often faster: see RESULTS.md.
+None = :func:`default_threads`, half the CPUs this process may use (1 on a 2-core box),
+at most 8. Torch's own default (one per core) was measured slower on a 2-core machine
+busy with other jobs (benchmarks/RESULTS.md, "Speed where people wait"): the threads
+of one forward pass then wait on each other.
 """
 
 from __future__ import annotations
@@ -24,11 +26,22 @@ from pathlib import Path
 
 from multibone.errors import InputError
 
-__all__ = ["ENGINES", "make_scorer"]
+__all__ = ["ENGINES", "default_threads", "make_scorer"]
 
 ENGINES = ("auto", "torch", "onnx")
 
 log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """Half the CPUs this process may use, at least 1, at most 8."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n // 2))
 
 
 def make_scorer(
@@ -53,6 +66,7 @@ def make_scorer(
         raise InputError(f"engine {engine!r} unknown; choose one of {', '.join(ENGINES)}")
     if threads is not None and int(threads) < 1:
         raise InputError(f"threads must be 1 or more, got {threads}")
+    threads = int(threads) if threads is not None else default_threads()
     onnx_dir = Path(onnx_dir) if onnx_dir else default_onnx_dir(bundle_path)
     use_onnx = engine == "onnx"
     if engine == "auto" and onnx_dir.is_dir() and onnxruntime_available():
@@ -63,11 +77,10 @@ def make_scorer(
             log.warning("not using the ONNX export: %s", exc)
     if use_onnx:
         return OnnxScorer.from_dir(onnx_dir, backbones, bundle_hash=bundle_hash,
-                                   torch_weights=Path(weights_dir), threads=int(threads or 0))
+                                   torch_weights=Path(weights_dir), threads=threads)
     import torch
 
     from multibone.imaging.scorer import ImageScorer
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    torch.set_num_threads(threads)
     return ImageScorer.from_dir(weights_dir, backbones)
