@@ -5,7 +5,13 @@ bone bright; see :mod:`multibone.io.radiograph` for the DICOM steps.
 """
 
 from multibone.io.cache import CACHE_VERSION, CropCache
-from multibone.io.radiograph import MAX_PIXELS, Radiograph, read_image_size, read_radiograph
+from multibone.io.radiograph import (
+    MAX_PIXELS,
+    BurnedInAnnotationWarning,
+    Radiograph,
+    read_image_size,
+    read_radiograph,
+)
 from multibone.io.roi import (
     Roi,
     crop_roi,
@@ -19,6 +25,7 @@ from multibone.io.roi import (
 __all__ = [
     "CACHE_VERSION",
     "MAX_PIXELS",
+    "BurnedInAnnotationWarning",
     "CropCache",
     "Radiograph",
     "Roi",

@@ -41,7 +41,8 @@ holding 12-bit values looks dark but keeps its grey levels. Colour is made grey
 as above; alpha is dropped.
 
 No identifying DICOM element (patient name, ids, dates, institution...) is
-ever read, logged or returned: only the image-pixel and VOI elements are
+ever read, logged or returned: only the image-pixel and VOI elements (and
+BurnedInAnnotation, to warn when the pixels themselves may show such text) are
 touched, and :attr:`Radiograph.source` is the file name alone.
 """
 
@@ -72,6 +73,10 @@ _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
+class BurnedInAnnotationWarning(UserWarning):
+    """A DICOM declares identifying text burned into its pixels (BurnedInAnnotation = YES)."""
+
+
 @dataclass
 class Radiograph:
     """One loaded radiograph.
@@ -87,6 +92,9 @@ class Radiograph:
         voi: how grey levels were mapped to [0, 1]: ``"voi_lut"``, ``"window"``,
             ``"minmax"`` (DICOM grey), ``"bit_depth"`` (colour DICOM, PNG, JPEG).
         transfer_syntax: DICOM transfer syntax name (``""`` for PNG/JPEG).
+        burned_in_annotation: the DICOM says ``BurnedInAnnotation = YES`` (text such as
+            a name or date drawn into the pixels); loading also warns
+            (:class:`BurnedInAnnotationWarning` and a log warning).
     """
 
     pixels: np.ndarray
@@ -96,6 +104,7 @@ class Radiograph:
     source: str
     voi: str = ""
     transfer_syntax: str = ""
+    burned_in_annotation: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -386,7 +395,17 @@ def _read_dicom(path: Path, raw: bool) -> Radiograph:
         width,
         voi,
     )
-    return Radiograph(pixels, "dicom", photometric, bits, path.name, voi, ts_name)
+    burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
+    if burned_in:
+        message = (
+            f"{path.name}: BurnedInAnnotation = YES: the pixels may show identifying text "
+            "(name, id, date); it appears in crops, overlays and reports made from this image"
+        )
+        log.warning(message)
+        warnings.warn(message, BurnedInAnnotationWarning, stacklevel=3)
+    return Radiograph(
+        pixels, "dicom", photometric, bits, path.name, voi, ts_name, burned_in_annotation=burned_in
+    )
 
 
 def _colour_dicom_to_grey(
