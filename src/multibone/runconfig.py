@@ -7,6 +7,7 @@ imaging:  {...}                # multibone.imaging.config.ImagingConfig
 stacking: {...}                # multibone.stacking.config.StackingConfig
 evaluation: {...}              # multibone.evaluation.config.EvaluationConfig
 radiomics: {...}               # multibone.radiomics.config.RadiomicsConfig
+detection: {...}               # multibone.detection.config.DetectionConfig (absent: no detector)
 ```
 
 Each section is a typed dataclass owned by its layer; unknown sections or keys
@@ -30,7 +31,10 @@ _SECTIONS = {
     "stacking": ("multibone.stacking.config", "StackingConfig"),
     "evaluation": ("multibone.evaluation.config", "EvaluationConfig"),
     "radiomics": ("multibone.radiomics.config", "RadiomicsConfig"),
+    "detection": ("multibone.detection.config", "DetectionConfig"),
 }
+#: Sections that stay ``None`` when absent (the stage is skipped), instead of taking defaults.
+_OPTIONAL = ("detection",)
 _SCALARS = {"positive_class": "infection", "name": "", "description": ""}
 POSITIVE_CLASSES = ("infection", "tumor")
 
@@ -52,6 +56,7 @@ class RunConfig:
     stacking: Any = None
     evaluation: Any = None
     radiomics: Any = None
+    detection: Any = None  # lesion detector; None: the run trains none
 
     def __post_init__(self) -> None:
         if self.positive_class not in POSITIVE_CLASSES:
@@ -59,7 +64,7 @@ class RunConfig:
                 f"positive_class: {self.positive_class!r} is not one of {', '.join(POSITIVE_CLASSES)}"
             )
         for section in _SECTIONS:
-            if getattr(self, section) is None:
+            if getattr(self, section) is None and section not in _OPTIONAL:
                 setattr(self, section, _section_type(section)())
 
 
@@ -78,6 +83,9 @@ def run_config_from_dict(data: dict, where: str = "config") -> RunConfig:
             raise ConfigError(f"{where}: {key}: expected text, got {value!r}")
         kwargs[key] = value
     for section in _SECTIONS:
+        if section in _OPTIONAL and data.get(section) is None:
+            kwargs[section] = None
+            continue
         kwargs[section] = from_dict(_section_type(section), data.get(section), f"{where}: {section}")
     try:
         return RunConfig(**kwargs)

@@ -17,6 +17,7 @@
 
 from multibone.cohort.cohort import (
     IMAGE_COLUMNS,
+    NORMAL,
     PATIENT_COLUMNS,
     Cohort,
     build_cohort,
@@ -32,6 +33,7 @@ from multibone.cohort.validate import check_manifest, needed_columns, validate_m
 
 __all__ = [
     "IMAGE_COLUMNS",
+    "NORMAL",
     "PATIENT_COLUMNS",
     "SITE_LOCATION",
     "Cohort",

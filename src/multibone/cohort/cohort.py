@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from multibone.cohort.schema import (
+    NORMAL,
     abnormal_threshold,
     enum_values,
     manifest_properties,
@@ -51,12 +52,18 @@ IMAGE_COLUMNS = ("patient_id", "image_path", "view", *ROI_COLUMNS, "center", "ro
 
 
 def diagnoses() -> list[str]:
-    """The diagnosis classes of the data contract (``["tumor", "infection"]``)."""
-    return [str(v) for v in enum_values(manifest_properties()["diagnosis"])]
+    """The disease classes of the data contract (``["tumor", "infection"]``); the
+    contract's third value, :data:`NORMAL`, is not a class of the classifiers."""
+    return [str(v) for v in enum_values(manifest_properties()["diagnosis"]) if v != NORMAL]
 
 
 def _check_positive_class(positive_class: str) -> str:
     classes = diagnoses()
+    if positive_class == NORMAL:
+        raise InputError(
+            f"positive_class: {NORMAL!r} cannot be the positive class: normal controls have no "
+            f"lesion and only train the lesion detector; use one of {', '.join(classes)}"
+        )
     if positive_class not in classes:
         raise InputError(
             f"positive_class: {positive_class!r} is not a diagnosis; use one of {', '.join(classes)}"
@@ -130,6 +137,24 @@ class Cohort:
             source=self.source,
         )
 
+    @property
+    def is_normal(self) -> pd.Series:
+        """Boolean per patient row: a normal control (``diagnosis`` :data:`NORMAL`)."""
+        return self.patients["diagnosis"].astype(str) == NORMAL
+
+    @property
+    def n_normals(self) -> int:
+        return int(self.is_normal.sum())
+
+    def without_normals(self) -> Cohort:
+        """The tumour-vs-infection cohort: normal controls (and their images) left out.
+
+        Returns ``self`` when there are none, so a cohort without normals is unchanged.
+        """
+        if not self.n_normals:
+            return self
+        return self.select(self.patients.loc[~self.is_normal, "patient_id"])
+
     def summary(self) -> dict[str, Any]:
         """Counts for a human: patients, images, classes, centres, missing labs (percent)."""
         p = self.patients
@@ -180,7 +205,11 @@ def build_cohort(parsed: ParsedManifest, positive_class: str = "infection") -> C
     for pid in parsed.patients:
         pv = parsed.patient_values[pid]
         diagnosis = str(pv.get("diagnosis", ""))
-        label = np.nan if not diagnosis else (1.0 if diagnosis == positive_class else 0.0)
+        # A normal control has no tumour-vs-infection label (the classifiers leave it out).
+        label = (
+            np.nan if not diagnosis or diagnosis == NORMAL
+            else (1.0 if diagnosis == positive_class else 0.0)
+        )
         site = str(pv.get("site", ""))
         location = str(pv.get("location") or location_for_site(site))
         crp, crp_abn = _lab(pv.get("crp"), crp_thr)

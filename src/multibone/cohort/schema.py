@@ -31,6 +31,11 @@ CASE_SCHEMA = "case.schema.json"
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
+#: ``diagnosis`` of a normal control: a patient without a lesion (no lesion box). Used by the
+#: lesion detector only; never a class of the tumour-vs-infection models.
+NORMAL = "normal"
+
+
 @functools.cache
 def _load(name: str) -> str:
     return resources.files("multibone.cohort").joinpath("schemas", name).read_text(encoding="utf-8")

@@ -37,6 +37,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from multibone.cohort.schema import (
+    NORMAL,
     cell_message,
     coerce_cell,
     manifest_properties,
@@ -408,6 +409,17 @@ def check_table(
                     f"row {first}, column diagnosis: empty for patient {pid}; training and "
                     "evaluation need tumor or infection for every patient",
                 )
+        if agreed.get("diagnosis") == NORMAL:
+            for r in prow:
+                given = [c for c in ROI_COLUMNS if c in r.values]
+                if given and not any(c in r.bad for c in ROI_COLUMNS):
+                    add(
+                        r.row,
+                        given[0],
+                        f"row {r.row}: a normal control (diagnosis normal) must have no lesion "
+                        f"box; leave roi_x0..roi_y1 empty (patient {pid})",
+                    )
+                    r.bad.add(given[0])  # no second message about the same box
 
     # ---- images: duplicates, files, lesion boxes -------------------------------
     seen_paths: dict[str, int] = {}
