@@ -41,6 +41,12 @@ class CaseImage:
     pixels: np.ndarray
     roi: tuple[int, int, int, int] | None = None
     label: str = "image"
+    #: where ``roi`` came from: ``given``, ``detector`` (filled in by :func:`predict_cases`
+    #: from the bundle's lesion detector when no box was given) or ``whole_image``;
+    #: "" until the case is scored
+    roi_source: str = ""
+    #: the detector's confidence in its box (``roi_source == "detector"``)
+    roi_score: float | None = None
 
 
 @dataclass
@@ -87,6 +93,8 @@ class CaseResult:
     ignored_fields: list[str] = field(default_factory=list)
     #: per image: is it unlike the training images? (bundles with backbones)
     images_unlike_training: list[dict] = field(default_factory=list)
+    #: per image: ``roi_source`` (given / detector / whole_image), ``box`` and ``score``
+    rois: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -349,6 +357,7 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
             msg = roi_problem(im.roi, im.pixels.shape)
             if msg:
                 raise InputError(f"case field roi_{i}: {msg}")
+    roi_notes = [fill_rois(bundle, case) if rt.backbones else ([], []) for case in cases]
     per_case: list[tuple[dict[str, float], dict[str, list[float]]]] = [({}, {}) for _ in cases]
     if rt.scorer is not None and cases:
         from multibone.imaging.aggregate import aggregate, sigmoid
@@ -386,6 +395,7 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
                 "meaning": OPERATING_POINTS.get(name, name),
             }
         warnings = provenance_warnings(bundle.meta)
+        warnings.extend(roi_notes[j][1])
         if case.ignored:
             warnings.append(
                 f"ignored: {', '.join(case.ignored)} (this bundle's model does not use "
@@ -404,6 +414,7 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
             features={k: (None if pd.isna(v) else float(v)) for k, v in X.iloc[j].items()},
             bundle_version=bundle.version,
             seconds=seconds,
+            rois=roi_notes[j][0],
         ))
     return results
 
@@ -643,3 +654,43 @@ def propose_box(bundle, pixels: np.ndarray) -> tuple[tuple[int, int, int, int], 
     if box[2] <= box[0] or box[3] <= box[1]:
         return None
     return box, float(scores[0])
+
+
+def fill_rois(bundle, case: Case) -> tuple[list[dict], list[str]]:
+    """Give every image of ``case`` without a lesion box the detector's best box.
+
+    Images with a box keep it (``roi_source`` ``given``). Without one, the bundle's
+    detector (:func:`propose_box`) proposes its best box above its ``box_thresh``
+    (``detector``, with the box's score); when it finds none, or the bundle carries no
+    detector, the whole image is scored (``whole_image``) and, with a detector, a
+    warning says so. Fills ``roi``/``roi_source``/``roi_score`` of the images in place
+    (an image already resolved is left as it is), so an explanation or report of the
+    same case shows the box that was scored. Returns (per-image records, warnings).
+    """
+    has_detector = (Path(bundle.path) / "detection").is_dir()
+    records, warnings = [], []
+    for i, im in enumerate(case.images, start=1):
+        if not im.roi_source:
+            if im.roi is not None:
+                im.roi_source = "given"
+            else:
+                found = propose_box(bundle, im.pixels) if has_detector else None
+                if found is not None:
+                    im.roi, im.roi_score = found[0], float(found[1])
+                    im.roi_source = "detector"
+                else:
+                    im.roi_source = "whole_image"
+                    if has_detector:
+                        warnings.append(
+                            f"{im.label}: no lesion box given and the detector found none above "
+                            "its threshold; the whole image was scored. Draw the lesion box "
+                            "(--roi x0,y0,x1,y1) for a score on the lesion."
+                        )
+        records.append({
+            "image": i,
+            "label": im.label,
+            "roi_source": im.roi_source,
+            "box": list(im.roi) if im.roi is not None else None,
+            "score": im.roi_score,
+        })
+    return records, warnings

@@ -355,11 +355,13 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
             for k in ("img_size", "crop_margin", "aggregation", "grey_policy", "in_chans")
             if k in first
         }
-    det = run / "detection"
-    if (det / "weights").is_dir() and config.detection is not None:
-        # the layout multibone.detection.run.load_detectors reads (safetensors + JSON + YAML)
-        files["detection/weights"] = det / "weights"
-        files["detection/detection_config.yaml"] = det / "detection_config.yaml"
+    if config.detection is not None:
+        from multibone.detection.stage import bundle_copy
+
+        # safetensors + JSON + YAML in the layout multibone.detection.run.load_detectors reads
+        det = bundle_copy(run / "detection")
+        if det is not None:
+            files["detection"] = det
     ev = run / "evaluation"
     metrics = {}
     if ev.is_dir():

@@ -98,11 +98,14 @@ def image_table(cohort) -> pd.DataFrame:
 
 
 def _proba(y: np.ndarray, s: np.ndarray) -> dict:
-    from multibone.stats import delong_auc
+    """AUC with DeLong CI; no CI with fewer than 2 images of a class, no AUC without both."""
+    from multibone.stats import auc_or_nan, delong_auc
 
-    if len(np.unique(y)) < 2:
-        return {"auc": None, "ci_low": None, "ci_high": None,
-                "n_pos": int(np.sum(y == 1)), "n_neg": int(np.sum(y == 0))}
+    n_pos, n_neg = int(np.sum(y == 1)), int(np.sum(y == 0))
+    if min(n_pos, n_neg) < 2:
+        auc = auc_or_nan(y, s)
+        return {"auc": None if math.isnan(auc) else float(auc), "ci_low": None,
+                "ci_high": None, "n_pos": n_pos, "n_neg": n_neg}
     r = delong_auc(y, s)
     return {"auc": float(r.auc), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
             "n_pos": int(r.n_pos), "n_neg": int(r.n_neg)}
@@ -277,6 +280,10 @@ def run_detection(
     return metrics
 
 
+def _weights(w: str) -> str:
+    return "trained from scratch" if w == "none" else f"initial weights: {w}"
+
+
 def _fmt(v, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -290,7 +297,7 @@ def summary_lines(run: str | Path) -> list[str]:
     lines = [
         "## Lesion detector (lesion vs normal; boxes cross-fitted on the same folds)",
         "",
-        f"{m['detector']} ({m['weights']} weights), {m['img_size']} px, {m['epochs']} epochs, "
+        f"{m['detector']} ({_weights(m['weights'])}), {m['img_size']} px, {m['epochs']} epochs, "
         f"{m['n_folds']} fold models; a box is a detection when it scores >= "
         f"{m['box_thresh']:g}. Held-out images get the fold models' boxes merged.",
         "",
@@ -300,8 +307,8 @@ def summary_lines(run: str | Path) -> list[str]:
     ]
     for name, s in m["sets"].items():
         a = s["image_auc"]
-        auc = (f"{a['auc']:.3f} ({a['ci_low']:.3f}-{a['ci_high']:.3f})"
-               if a["auc"] is not None else "- (one class)")
+        auc = ("- (one class)" if a["auc"] is None else f"{a['auc']:.3f}" + (
+            f" ({a['ci_low']:.3f}-{a['ci_high']:.3f})" if a["ci_low"] is not None else ""))
         prop = (f"{s['n_proposal_hits']}/{s['n_lesion_images']} ({_fmt(s['proposal_hit_rate'])})"
                 if s["n_lesion_images"] else "-")
         lines.append(
@@ -312,3 +319,30 @@ def summary_lines(run: str | Path) -> list[str]:
     lines += ["", "Seed 003 localised 94.5 % / 92.9 % of tumours at IoU > 0.2; seed 000 reached "
               "an image AUC of 0.954-0.961 (real radiographs; these are synthetic).", ""]
     return lines
+
+
+BUNDLE_COPY = "for_bundle"
+
+
+def bundle_copy(det_dir: str | Path) -> Path | None:
+    """``RUN/detection/for_bundle``: what a model bundle carries of the detector, in the
+    layout :func:`multibone.detection.run.load_detectors` reads (``weights/fold<k>.safetensors``
+    + ``.json``, ``detection_config.yaml``). The fold descriptions lose their list of training
+    patient ids (the count stays): a bundle is shared, patient ids are not. None without
+    a trained detector."""
+    det = Path(det_dir)
+    files = sorted((det / "weights").glob("fold*.safetensors"))
+    if not files or not (det / "detection_config.yaml").is_file():
+        return None
+    out = det / BUNDLE_COPY
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "weights").mkdir(parents=True)
+    shutil.copy2(det / "detection_config.yaml", out / "detection_config.yaml")
+    for f in files:
+        shutil.copy2(f, out / "weights" / f.name)
+        meta = json.loads(f.with_suffix(".json").read_text(encoding="utf-8"))
+        meta["n_train_patients"] = len(meta.pop("train_patients", []) or [])
+        (out / "weights" / f.with_suffix(".json").name).write_text(
+            json.dumps(meta, indent=1), encoding="utf-8")
+    return out

@@ -71,7 +71,10 @@ def detection_context(run_dir: str | Path, warnings: list[str] | None = None) ->
                              f"centre {e.get('center')}, {e.get('view')}: best box "
                              f"{e.get('best_score', 0):.2f}, {what}"))
     intro = (
-        f"{m.get('detector')} ({m.get('weights')} weights), {m.get('img_size')} px, "
+        f"{m.get('detector')} ("
+        + ("trained from scratch" if m.get("weights") == "none"
+           else f"initial weights: {m.get('weights')}")
+        + f"), {m.get('img_size')} px, "
         f"{m.get('epochs')} epochs, {m.get('n_folds')} fold models cross-fitted on the "
         f"backbones' patient folds; {m.get('n_normal_patients')} normal-control patients as "
         f"negatives. A box scoring >= {m.get('box_thresh')} is a detection; the image score is "

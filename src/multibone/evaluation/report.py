@@ -47,6 +47,7 @@ from multibone.evaluation._output import (
 from multibone.evaluation.agreement import mcnemar_sens_spec
 from multibone.evaluation.calibration import calibration, calibration_table
 from multibone.evaluation.curves import net_benefit, pr_curve
+from multibone.evaluation.detection_section import detection_context
 from multibone.evaluation.metrics import binary_metrics
 from multibone.evaluation.subgroups import display_table, flagged, size_cuts, subgroup_table
 from multibone.stats import (
@@ -879,6 +880,7 @@ def _render_html(
              "img": _extra_figure(run_dir, name)}
             for name, frame in extras.items()
         ],
+        detection=detection_context(run_dir),
         generated_by=metrics["generated_by"],
     )
 
