@@ -510,7 +510,9 @@ def case_report_html(case: Case, result: CaseResult, explanation: CaseExplanatio
         {
             "uri": png_data_uri(_png_bytes(np.repeat(to_uint8(im.pixels)[..., None], 3, axis=2))),
             "label": im.label,
-            "box": str(im.roi) if im.roi else "whole image",
+            "box": (str(im.roi) if im.roi else "whole image") + (
+                f" (proposed by the lesion detector, score {im.roi_score:.2f})"
+                if im.roi_source == "detector" and im.roi_score is not None else ""),
         }
         for im in case.images
     ]

@@ -18,7 +18,9 @@ def add_case_arguments(p: argparse.ArgumentParser, *, allow_cases: bool) -> None
                         "Not needed for a bundle without backbones (clinical data only)")
     p.add_argument("--roi", action="append", default=[], metavar="x0,y0,x1,y1",
                    help="lesion box of the matching --image, in pixels (x1/y1 exclusive); "
-                        "give one per image, or none for whole images")
+                        "give one per image, or none: a bundle with a lesion detector then "
+                        "proposes each box (the output's rois say roi_source detector, with "
+                        "the box and its score), one without scores whole images")
     p.add_argument("--age", help="age in years (0-120)")
     p.add_argument("--sex", help="F or M")
     p.add_argument("--site", default="", help="anatomical site, e.g. femur, tibia, spine, pelvis. "

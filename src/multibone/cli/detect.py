@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.bundle}: this bundle carries no detector (no detection/ folder); "
                 "give --weights with a train-detector run instead"
             )
+        from multibone.bundle import load_bundle
+
+        load_bundle(args.bundle)  # every file's hash checked (a changed weights file is refused)
     else:
         place = args.weights
     models, config = load_detectors(place)
