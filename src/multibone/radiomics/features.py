@@ -114,7 +114,7 @@ def image_features(images: pd.DataFrame, *, grey_levels: int = 32, min_roi: int 
     """Features of every boxed image of a cohort's image table.
 
     ``images``: ``cohort.images`` (``patient_id``, ``image_path``, ``roi_x0..roi_y1``,
-    ``row``). Images without a box are skipped. Returns ``patient_id``, ``row``
+    ``row``). Images without a box or without a file (clinical-only manifests) are skipped. Returns ``patient_id``, ``row``
     (manifest row) and one column per feature; no file names (they may hold
     identifiers).
     """
@@ -122,7 +122,8 @@ def image_features(images: pd.DataFrame, *, grey_levels: int = 32, min_roi: int 
 
     from multibone.io import crop_roi, read_radiograph
 
-    im = images[images["roi_x0"].notna()]
+    has_path = images["image_path"].fillna("").astype(str).str.strip() != ""
+    im = images[images["roi_x0"].notna() & has_path]
     crops, names = [], []
     for r in tqdm(list(im.itertuples()), desc="radiomics", disable=not progress, leave=False):
         roi = (int(r.roi_x0), int(r.roi_y0), int(r.roi_x1), int(r.roi_y1))

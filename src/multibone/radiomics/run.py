@@ -33,8 +33,12 @@ def run_radiomics(
     (chosen hyper-parameters, non-zero coefficients). Returns the scores.
     """
     im = cohort.images
-    if im.empty or "roi_x0" not in im or im["roi_x0"].notna().sum() == 0:
-        log.info("radiomics: the cohort has no lesion boxes; baseline skipped")
+    if im.empty or "roi_x0" not in im or "image_path" not in im:
+        log.info("radiomics: the cohort has no boxed images; baseline skipped")
+        return None
+    usable = im["roi_x0"].notna() & (im["image_path"].fillna("").astype(str).str.strip() != "")
+    if not usable.any():
+        log.info("radiomics: no image has both a file and a lesion box; baseline skipped")
         return None
     feats = image_features(
         im, grey_levels=config.grey_levels, min_roi=config.min_roi, progress=progress
