@@ -63,6 +63,11 @@ class StackingConfig:
         by nested CV: hyper-parameters re-tuned inside each outer fold (honest;
         about K times the tuning cost). ``false`` reuses the hyper-parameters
         tuned on all development patients (faster, slightly optimistic).
+    conformal_error_rate:
+        "Refer when unsure": the class-conditional conformal sets miss the true
+        diagnosis for at most this share of each class (default 0.10: 90 %
+        coverage); a case whose set is not one diagnosis is flagged "refer"
+        (:mod:`multibone.stacking.conformal`).
     """
 
     family: str = "rf"
@@ -75,6 +80,7 @@ class StackingConfig:
     clinical: list[str] = dataclasses.field(default_factory=lambda: list(CLINICAL_FEATURES))
     bootstrap: int = 1000
     nested: bool = True
+    conformal_error_rate: float = 0.10
 
     def __post_init__(self) -> None:
         for name in [self.family, *self.compare]:
@@ -93,6 +99,10 @@ class StackingConfig:
             raise ConfigError(f"stacking.inner_folds: need at least 2, got {self.inner_folds}")
         if self.n_iter < 1:
             raise ConfigError(f"stacking.n_iter: need at least 1, got {self.n_iter}")
+        if not 0 < self.conformal_error_rate <= 0.5:
+            raise ConfigError(
+                f"stacking.conformal_error_rate: need 0 < rate <= 0.5, got {self.conformal_error_rate}"
+            )
         if self.bootstrap < 0:
             raise ConfigError(f"stacking.bootstrap: need 0 or more, got {self.bootstrap}")
         unknown = [c for c in self.clinical if c not in CLINICAL_FEATURES]

@@ -15,6 +15,12 @@ Written atomically into ``out_dir`` (a temporary folder renamed into place):
   ``p_<backbone>``): dev rows are out-of-fold (nested CV for fitted models),
   test/external rows come from the models fitted on all dev patients;
 * ``thresholds.json`` - ``{model: {youden, sens90, spec90}}`` chosen on dev;
+* ``score_calibration.json`` - per-backbone Platt maps fitted on all dev patients
+  (:mod:`multibone.stacking.score_calibration`); ``p_<backbone>`` in
+  predictions.csv are these calibrated probabilities (dev rows cross-fitted);
+* ``conformal.json`` - the "refer when unsure" conformal sets calibrated on the
+  stacker's dev out-of-fold probabilities (:mod:`multibone.stacking.conformal`);
+  predictions.csv's ``refer`` column is 1 where a case's set is not one class;
 * ``operating_points.json`` - the same with dev sensitivity/specificity;
 * ``stacking_summary.json`` - config, features, family, timings, and
   ``dropped_features`` (clinical columns never observed or constant on dev,
@@ -38,7 +44,9 @@ from multibone.io.modelfile import dump_model
 from multibone.stacking.config import CLINICAL_FEATURES, StackingConfig
 from multibone.stacking.families import get_family
 from multibone.stacking.folds import check_binary_labels
+from multibone.stacking.conformal import ConformalReferral
 from multibone.stacking.model import ScoreBaseline
+from multibone.stacking.score_calibration import crossfit_calibrate
 from multibone.stacking.prune import prune_features
 from multibone.stacking.selection import CI_METHOD, compare_families, fit_stacker, oof_predict
 from multibone.stats import DECISION_POINTS, choose_operating_points
@@ -152,13 +160,28 @@ def run_stacking(
     if "clinical_only" in models:
         preds["p_clinical_only"] = models["clinical_only"].predict_proba(X[clinical])[:, 1]
         preds.loc[dev, "p_clinical_only"] = p_clin_dev
+    score_cal = None
     if backbones:
         preds["p_image_only"] = models["image_only"].predict_proba(X)[:, 1]
+        # Per-backbone probabilities a person reads: Platt-calibrated, cross-fitted
+        # (dev rows mapped by folds that never saw them). The stacker and image_only
+        # keep the raw out-of-fold scores: calibrating its inputs cost the stacker
+        # AUC on the demo (benchmarks/RESULTS.md, issue #14).
+        t0 = time.perf_counter()
+        Xcal, score_cal = crossfit_calibrate(X, meta, backbones, seed=config.seed)
         for b in backbones:
-            preds[f"p_{b}"] = models[b].predict_proba(X)[:, 1]
+            preds[f"p_{b}"] = Xcal[b].to_numpy()
+        timings["score_calibration"] = time.perf_counter() - t0
+
+    conformal, conformal_note = None, ""
+    try:
+        conformal = ConformalReferral(config.conformal_error_rate).fit(yd, p_dev)
+        preds["refer"] = conformal.refer(preds["p_stacker"].to_numpy()).astype(int)
+    except InputError as exc:
+        conformal_note = f"no conformal referral: {exc}"
 
     points: dict[str, Any] = {}
-    for col in preds.columns:
+    for col in [c for c in preds.columns if c.startswith("p_")]:
         p = preds.loc[dev, col].to_numpy()
         ok = np.isfinite(p)
         if ok.sum() and len(np.unique(yd[ok])) == 2:
@@ -197,6 +220,11 @@ def run_stacking(
             "clinical_only": f"{family} on the clinical features only, tuned and calibrated alike",
         } if backbones else {"stacker": "clinical features only (no backbones): the "
                              "stacker is the clinical model, listed once"},
+        "score_calibration": score_cal.to_json()["backbones"] if score_cal else {},
+        "conformal": (
+            {"error_rate": conformal.error_rate, "n_calibration": conformal.to_json()["n_calibration"]}
+            if conformal else {"note": conformal_note}
+        ),
         "stacker_params": stacker.tuning_["best_params"],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "operating_points": points,
@@ -208,6 +236,14 @@ def run_stacking(
         dump_model(stacker, tmp / "stacker.skops")
         dump_model(models, tmp / "baselines.skops")
         table.to_csv(tmp / "predictions.csv", index=False)
+        if score_cal is not None:
+            (tmp / "score_calibration.json").write_text(
+                json.dumps(score_cal.to_json(), indent=2), encoding="utf-8"
+            )
+        if conformal is not None:
+            (tmp / "conformal.json").write_text(
+                json.dumps(conformal.to_json(), indent=2), encoding="utf-8"
+            )
         (tmp / "thresholds.json").write_text(json.dumps(thresholds, indent=2), encoding="utf-8")
         (tmp / "operating_points.json").write_text(json.dumps(points, indent=2), encoding="utf-8")
         (tmp / "stacking_summary.json").write_text(
