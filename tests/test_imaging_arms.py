@@ -150,3 +150,30 @@ def test_train_images_cli_with_two_arms(weight_files, tmp_path, one_torch_thread
     assert ((pairs["arm_a"] == "main") & (pairs["arm_b"] == "medical_b")).all()
     assert pairs["delong_p"].between(0, 1).all()
     assert (out / "arms" / "medical_b" / "patient_scores.csv").is_file()
+
+
+def test_report_shows_the_arm_comparison(tmp_path):
+    from test_evaluation_report import make_predictions, write_run
+
+    from multibone.evaluation.report import evaluate_run
+
+    rng = np.random.default_rng(1)
+    n = 90
+    y = (np.arange(n) % 2).astype(int)
+    base = pd.DataFrame({"patient_id": [f"P{i}" for i in range(n)],
+                         "split": np.where(np.arange(n) < 60, "dev", "external"),
+                         "fold": np.arange(n) % 3, "label": y})
+    arms = {"main": base.assign(e3=np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, n), 0, 1)),
+            "scratch": base.assign(e3=rng.random(n))}
+    run = write_run(tmp_path / "run", make_predictions(n_dev=80, n_test=0, n_ext={"B": 30}))
+    folders = {}
+    for name, df in arms.items():
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        df.to_csv(folders[name] / "patient_scores.csv", index=False)
+    (run / "imaging").mkdir()
+    write_arm_comparison(folders, run / "imaging", {"main": "imagenet", "scratch": "none"})
+    evaluate_run(run, n_boot=0, progress=False, figures=False)
+    html = (run / "evaluation" / "report.html").read_text()
+    assert "Pretraining arms: each arm" in html and "Pretraining arms head to head" in html
+    assert (run / "evaluation" / "tables" / "arm_pairs.csv").is_file()
