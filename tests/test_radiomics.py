@@ -143,3 +143,15 @@ def test_small_boxes_are_refused_before_any_work(tmp_path):
     im.loc[im.index[2], "roi_x1"] = im.loc[im.index[2], "roi_x0"] + 4
     with pytest.raises(InputError, match=f"manifest rows {int(im['row'].iloc[2])}: lesion box smaller"):
         check_roi_sizes(im, 8)
+
+
+def test_too_few_patients_skip_the_baseline_with_a_reason(tmp_path, caplog):
+    cohort, splits = load_tiny(tmp_path / "c", n_patients=12, n_folds=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    preds = splits[["patient_id", "split"]].assign(p_stacker=0.5)
+    with caplog.at_level("WARNING"):
+        out = add_radiomics(run, cohort, splits, RadiomicsConfig(inner_folds=5), preds)
+    assert "p_radiomics" not in out
+    assert "fewer than radiomics.inner_folds=5" in caplog.text
+    assert not (run / "radiomics").exists()

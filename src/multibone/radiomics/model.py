@@ -65,6 +65,13 @@ def _fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: RadiomicsConfig)
 
     from multibone.stacking.folds import make_group_folds
 
+    for cls in (0, 1):
+        if (y == cls).sum() < cfg.inner_folds:
+            raise InputError(
+                f"radiomics inner CV: only {(y == cls).sum()} training patient(s) with label "
+                f"{cls}, fewer than radiomics.inner_folds={cfg.inner_folds}; lower it (or add "
+                "patients)"
+            )
     inner = make_group_folds(y, groups, cfg.inner_folds, cfg.seed, what="radiomics inner CV")
     est = _estimator(cfg, inner)
     with warnings.catch_warnings():

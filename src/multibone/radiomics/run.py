@@ -91,8 +91,17 @@ def add_radiomics(
     except ImportError:
         log.warning("radiomics baseline skipped: %s", INSTALL_HINT)
         return preds
-    scores = run_radiomics(cohort, splits, config, Path(run) / "radiomics", force=force,
-                           progress=progress)
+    from multibone.errors import InputError
+
+    try:
+        scores = run_radiomics(cohort, splits, config, Path(run) / "radiomics", force=force,
+                               progress=progress)
+    except InputError as exc:
+        if "radiomics inner CV" not in str(exc):
+            raise
+        # too few patients to tune the baseline: the run goes on without it, saying why
+        log.warning("radiomics baseline skipped: %s", exc)
+        return preds
     if scores is None:
         return preds
     p = preds["patient_id"].astype(str).map(scores.set_index("patient_id")["p_radiomics"])
