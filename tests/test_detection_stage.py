@@ -5,6 +5,7 @@ copy, and auto-ROI in ``predict`` (``roi_source``)."""
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -143,6 +144,31 @@ def test_stage_writes_metrics_examples_and_a_bundle_copy(staged):
     assert len(models) == 2 and conf.img_size == 64
     with pytest.raises(InputError, match="already exists"):
         run_detection(root / "run", whole, splits, cfg.detection, cfg.splits, progress=False)
+
+
+def test_classifiers_can_take_the_detector_boxes(staged):
+    from multibone.detection.stage import with_detector_boxes
+    from multibone.io import read_image_size
+
+    root, whole, splits, cfg, m = staged
+    cohort = whole.without_normals()
+    thresh = cfg.detection.box_thresh
+    new, share = with_detector_boxes(cohort, root / "run" / "detection" / "boxes.csv", thresh)
+    assert new.patients is cohort.patients and len(new.images) == len(cohort.images)
+    boxes = pd.read_csv(root / "run" / "detection" / "boxes.csv").set_index("image_path")
+    got = new.images.set_index("image_path")
+    for path, r in got.iterrows():
+        scores = json.loads(boxes.loc[path, "scores"])
+        if scores and scores[0] >= thresh:
+            x0, y0, x1, y1 = json.loads(boxes.loc[path, "boxes"])[0]
+            h, w = read_image_size(path)  # floor/ceil to whole pixels, cut to the image
+            assert [r["roi_x0"], r["roi_y0"], r["roi_x1"], r["roi_y1"]] == [
+                max(0, math.floor(x0)), max(0, math.floor(y0)),
+                min(w, math.ceil(x1)), min(h, math.ceil(y1))]
+        else:
+            assert np.isnan(r["roi_x0"])
+    assert share == pytest.approx(float(got["roi_x0"].notna().mean()))
+    assert cohort.images["roi_x0"].notna().all()  # the cohort given is left as it was
 
 
 def test_predict_fills_the_box_from_the_detector(monkeypatch, tmp_path):

@@ -345,6 +345,9 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
         "baselines.skops": run / "stacking" / "baselines.skops",
         "family_comparison.csv": run / "stacking" / "family_comparison.csv",
     }
+    for name in ("score_calibration.json", "conformal.json"):  # issue #14: plain JSON
+        if (run / "stacking" / name).is_file():
+            files[name] = run / "stacking" / name
     backbones = list(stack_summary["backbones"])
     preprocessing: dict = {}
     if backbones:
@@ -654,18 +657,23 @@ def run_pipeline(
 
         check_roi_sizes(cohort.images, config.radiomics.min_roi)  # before any training
     _start_run(run, splits, config)
+    if config.detection is not None:
+        from multibone.detection.stage import run_detection, with_detector_boxes
+
+        callback(0.13, f"training the lesion detector {config.detection.detector} (cross-fitted)")
+        run_detection(run, whole, splits, config.detection, config.splits, force=force,
+                      progress=progress)
+        if config.detection.classifier_boxes == "detector":
+            cohort, share = with_detector_boxes(
+                cohort, run / "detection" / "boxes.csv", config.detection.box_thresh)
+            log.info("classifiers trained on detector boxes (%.0f %% of images got one)",
+                     100 * share)
     if config.imaging.backbones:
         callback(0.15, f"training backbones {', '.join(config.imaging.backbones)} (cross-fitted)")
         t0 = time.perf_counter()
         train_images(cohort, splits, config.imaging, run / "imaging", force=force, progress=progress)
         log.info("imaging stage: %.0f s", time.perf_counter() - t0)
         _train_arms(cohort, splits, config, run / "imaging", force=force, progress=progress)
-    if config.detection is not None:
-        from multibone.detection.stage import run_detection
-
-        callback(0.6, f"training the lesion detector {config.detection.detector} (cross-fitted)")
-        run_detection(run, whole, splits, config.detection, config.splits, force=force,
-                      progress=progress)
     return finish_run(run, cohort, splits, config, force=force, progress=progress,
                       callback=callback, n_boot=n_boot)
 

@@ -58,6 +58,11 @@ class DetectionConfig:
     seed: seeds initialisation, shuffling and augmentation.
     device: ``auto`` (CUDA if present), ``cpu``, ``cuda`` or ``cuda:N``.
     num_threads: CPU threads torch may use (0 = torch's default).
+    classifier_boxes: in a whole run, the lesion boxes the tumour-vs-infection backbones
+        are trained and evaluated on: ``reference`` (the manifest's, default) or
+        ``detector`` (each image's best detected box scoring >= ``box_thresh``, cross-fitted
+        on development images, merged on held-out ones; whole image when none), as
+        ``multibone predict`` without ``--roi`` would see them.
     """
 
     detector: str = "fcos_r50"
@@ -87,9 +92,14 @@ class DetectionConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int = 0
+    classifier_boxes: Literal["reference", "detector"] = "reference"
 
     def __post_init__(self) -> None:
         w = "detection"
+        if self.classifier_boxes not in ("reference", "detector"):
+            raise ConfigError(
+                f"{w}.classifier_boxes: {self.classifier_boxes!r} is not one of reference, detector"
+            )
         if self.detector not in DETECTORS:
             raise ConfigError(
                 f"{w}.detector: unknown detector {self.detector!r}; valid detectors are "
