@@ -95,6 +95,9 @@ class CaseResult:
     images_unlike_training: list[dict] = field(default_factory=list)
     #: per image: ``roi_source`` (given / detector / whole_image), ``box`` and ``score``
     rois: list[dict] = field(default_factory=list)
+    #: conformal "refer when unsure": ``set`` (diagnoses left), ``refer``, ``text``,
+    #: ``error_rate``; empty for a bundle without conformal.json (issue #14)
+    referral: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -272,6 +275,7 @@ class _Runtime:
     features: list[str]
     clinical: list[str]
     backbones: list[str]
+    post: Any = None  # multibone.stacking.postprocess.Postprocess
 
 
 _RUNTIMES: dict[tuple, _Runtime] = {}
@@ -302,6 +306,9 @@ def runtime(bundle) -> _Runtime:
             clinical=list(schema["clinical"]),
             backbones=list(schema["backbones"]),
         )
+        from multibone.stacking.postprocess import load_postprocess
+
+        rt.post = load_postprocess(bundle.path)
         _RUNTIMES[key] = rt
     return rt
 
@@ -375,7 +382,9 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
     if not cases:
         return []
     X = _feature_rows(rt, cases, [bs for bs, _ in per_case])
-    probs = rt.stacker.predict_proba(X)[:, 1]
+    probs_model = rt.stacker.predict_proba(X)[:, 1]
+    # a site's recalibration moves the stated probability, never the ranking (issue #14)
+    probs = rt.post.probability(probs_model)
     from multibone.bundle.provenance import provenance, provenance_warnings
 
     seconds = (time.perf_counter() - t0) / len(cases)
@@ -409,8 +418,11 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
             positive_class=bundle.positive_class,
             negative_class=bundle.negative_class,
             decisions=decisions,
-            backbone_scores=backbone_scores,
-            image_scores=image_scores,
+            # calibrated per-backbone probabilities (the stacker took the raw ones)
+            backbone_scores=rt.post.backbone_probabilities(backbone_scores),
+            image_scores=rt.post.image_probabilities(image_scores),
+            referral=rt.post.referral(float(probs_model[j]), bundle.positive_class,
+                                      bundle.negative_class),
             features={k: (None if pd.isna(v) else float(v)) for k, v in X.iloc[j].items()},
             bundle_version=bundle.version,
             seconds=seconds,
@@ -550,6 +562,7 @@ def case_report_html(case: Case, result: CaseResult, explanation: CaseExplanatio
             for d in result.decisions.values()
         ],
         backbone_scores=[(b, f"{s:.3f}") for b, s in result.backbone_scores.items()],
+        referral=result.referral,
         explanation=expl,
         bundle_version=result.bundle_version,
     )

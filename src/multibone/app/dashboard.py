@@ -618,6 +618,14 @@ def result_head(out: dict) -> None:
             f"specificity {d['specificity']:.2f} for {pos} on its development data "
             "(out-of-fold)."
         )
+    ref = getattr(result, "referral", None) or {}
+    if ref:  # conformal "refer when unsure" (issue #14)
+        conf = f"{100 * (1 - ref['error_rate']):.0f} %"
+        if ref["refer"]:
+            st.warning(f"**Uncertain: refer.** {ref['text']}. Seek a specialist reading or "
+                       "further tests before acting on this probability.")
+        else:
+            st.info(f"Conformal set at {conf} confidence: **{ref['text']}**.")
     st.caption(
         f"Calibrated probability from the stacker, computed in {out['seconds']['predict']:.1f} s. "
         f"Bundle: {result.bundle_version}."
