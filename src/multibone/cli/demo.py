@@ -11,8 +11,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Make a synthetic cohort (three centres, PNG and DICOM), train the tiny backbones "
         "cross-fitted, fit and compare the stacker families, evaluate on the held-out external "
-        "centres and write a model bundle and summary. The data are simulated: the bundle is "
-        "for trying multibone, never for patients."
+        "centres and write a model bundle and summary. With the config's detection: section "
+        "(the default demo has one) the cohort gets normal controls as extra patients (20 % of "
+        "it; the --patients tumour/infection patients stay the same) and a lesion detector is "
+        "trained on the same folds, evaluated (localisation, lesion-vs-normal AUC) and put in "
+        "the bundle, so predict proposes the lesion box when none is given. The data are "
+        "simulated: the bundle is for trying multibone, never for patients."
     )
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--patients", type=int, default=200, help="synthetic patients (default 200)")
