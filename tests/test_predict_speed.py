@@ -234,3 +234,21 @@ def test_help_imports_no_library_beyond_the_standard_one():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 1), (4, 2), (16, 8), (64, 8)])
+def test_default_threads_is_half_the_cpus(monkeypatch, cpus, expected):
+    import os
+
+    from multibone.imaging.engine import default_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert default_threads() == expected
+
+
+def test_threads_below_one_is_refused(capsys):
+    from multibone.cli import main
+
+    assert main(["predict", "--bundle", "nowhere", "--image", "x.png", "--age", "3", "--sex", "F",
+                 "--threads", "0"]) == 2
+    assert "--threads must be 1 or more" in capsys.readouterr().err
