@@ -91,11 +91,19 @@ def bundle(tmp_path, fitted):
 # ----------------------------------------------------------------------------- round trip
 
 
-@pytest.mark.parametrize("calibration", ["sigmoid", "isotonic", "none"])
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        "sigmoid",
+        pytest.param("isotonic", marks=pytest.mark.slow),
+        pytest.param("none", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_saves_only_trusted_types_and_round_trips(tmp_path, family, calibration):
     """The allow-list covers what multibone saves (every family, every calibration,
-    LightGBM and XGBoost boosters included) and the reloaded model predicts the same."""
+    LightGBM and XGBoost boosters included) and the reloaded model predicts the same.
+    The default run checks sigmoid calibration; ``-m slow`` adds isotonic and none."""
     X, y = _xy(36)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,7 +123,9 @@ def test_baselines_round_trip(tmp_path, fitted):
 
 
 def test_allow_list_holds_no_function_or_builtin_with_side_effects():
-    assert not {n for n in TRUSTED_TYPES if n.startswith(("builtins.", "os.", "posix.", "subprocess."))}
+    assert not {
+        n for n in TRUSTED_TYPES if n.startswith(("builtins.", "os.", "posix.", "subprocess."))
+    }
 
 
 # ----------------------------------------------------------------------------- planted payloads
@@ -126,7 +136,9 @@ def test_pickle_planted_as_the_stacker_is_refused_not_run(bundle, tmp_path):
     joblib.dump(Payload(str(marker)), bundle / "stacker.skops")
     _relist(bundle)  # the attacker updates the hash: the manifest check alone cannot see it
     loaded = load_bundle(bundle)
-    with pytest.raises(UnsafeModelError, match=r"stacker\.skops: not a readable \.skops model file"):
+    with pytest.raises(
+        UnsafeModelError, match=r"stacker\.skops: not a readable \.skops model file"
+    ):
         loaded.load_object("stacker.skops")
     assert not marker.exists()
 
