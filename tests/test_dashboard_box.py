@@ -103,7 +103,7 @@ def test_read_drawing_hands_over_between_canvas_and_fields():
 
 def test_view_table_puts_image_scores_beside_the_patient_score():
     from multibone.app import views
-    from multibone.imaging import aggregate, sigmoid
+    from multibone.imaging.aggregate import aggregate, sigmoid
 
     probs = [0.2, 0.9, 0.6]
     logits = [float(np.log(p / (1 - p))) for p in probs]
