@@ -146,6 +146,27 @@ def test_stage_writes_metrics_examples_and_a_bundle_copy(staged):
         run_detection(root / "run", whole, splits, cfg.detection, cfg.splits, progress=False)
 
 
+def test_report_section_reads_the_stage_files(staged, tmp_path):
+    from multibone._html import render
+    from multibone.evaluation.detection_section import detection_context
+
+    root, _, _, _, m = staged
+    ctx = detection_context(root / "run")
+    assert [r[0] for r in ctx["sets"]["rows"]] == list(m["sets"])
+    col = ctx["sets"]["columns"].index("image AUC")
+    auc = m["sets"]["held_out"]["image_auc"]["auc"]
+    assert ctx["sets"]["rows"][1][col] == f"{auc:.3f}"
+    assert len(ctx["examples"]) == len(m["examples"])
+    assert all(uri.startswith("data:image/png;base64,") for uri, _ in ctx["examples"])
+    assert detection_context(tmp_path) is None  # a run without a detector: no section
+    html = render("report.html", title="t", heading="h", synthetic=True, models=["stacker"],
+                  positive_class="infection", negative_class="tumor", n_boot=10, seed=0,
+                  warnings=[], thresholds={"columns": [], "rows": []},
+                  summary={"columns": [], "rows": []}, sets=[], extras=[], detection=ctx,
+                  generated_by="test")
+    assert 'id="detection"' in html and html.count("<figure>") == len(ctx["examples"])
+
+
 def test_classifiers_can_take_the_detector_boxes(staged):
     from multibone.detection.stage import with_detector_boxes
     from multibone.io import read_image_size
@@ -195,3 +216,35 @@ def test_predict_fills_the_box_from_the_detector(monkeypatch, tmp_path):
     assert len(warns) == 1 and warns[0].startswith("image 3: no lesion box given")
     # resolved once: scoring the same case again (explain after predict) asks no more
     assert fill_rois(bundle, c)[0] == recs
+
+
+@pytest.mark.slow
+def test_run_pipeline_with_a_detector_end_to_end(tmp_path):
+    """run_pipeline: normal controls train the detector only; the bundle carries it in the
+    layout detect/load_detectors read; summary.md and the report have its section."""
+    from multibone.cli import main
+    from multibone.pipeline import run_pipeline
+    from multibone.runconfig import run_config_from_dict
+    from multibone.synthetic import make_synthetic_cohort
+
+    manifest = make_synthetic_cohort(tmp_path / "cohort", n_patients=50, seed=3, progress=False,
+                                     normals=0.2)
+    cfg = run_config_from_dict({
+        "splits": {"n_folds": 3, "external_centers": ["B", "C"]},
+        "imaging": {"backbones": []},
+        "stacking": {"family": "lr", "n_iter": 2, "inner_folds": 3, "bootstrap": 50},
+        "radiomics": {"enabled": False},
+        "detection": TINY,
+    })
+    run = run_pipeline(manifest, tmp_path / "run", cfg, progress=False, n_boot=50)
+    preds = pd.read_csv(run / "predictions.csv", dtype={"patient_id": str})
+    assert preds["patient_id"].nunique() == 40
+    normals = pd.read_csv(manifest, dtype={"patient_id": str}).query("diagnosis == 'normal'")
+    assert not set(normals["patient_id"]) & set(preds["patient_id"])
+    assert "## Lesion detector" in (run / "summary.md").read_text()
+    assert 'id="detection"' in (run / "evaluation" / "report.html").read_text()
+    assert sorted(p.name for p in (run / "bundle" / "detection" / "weights").iterdir()) == [
+        f"fold{k}.{ext}" for k in range(3) for ext in ("json", "safetensors")]
+    image = next(iter(normals["image_path"]))
+    assert main(["detect", "--bundle", str(run / "bundle"), "--image",
+                 str(manifest.parent / image)]) == 0
