@@ -118,3 +118,13 @@ def test_view_table_puts_image_scores_beside_the_patient_score():
     # a mean below 0.5 is driven by the most negative view
     assert views.driving_view([0.05, 0.45, 0.6], "mean_logit", 0.3) == 0
     assert views.view_table({}, {}, [], None) == ({}, [])
+
+
+def test_propose_box_is_none_without_a_detector(tmp_path):
+    """A bundle without a detection/ folder proposes nothing (the page then says how to box)."""
+    from types import SimpleNamespace
+
+    from multibone.case import propose_box
+
+    bundle = SimpleNamespace(path=tmp_path, hash="0" * 64)
+    assert propose_box(bundle, np.zeros((40, 50), dtype=np.float32)) is None
