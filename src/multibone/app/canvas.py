@@ -43,8 +43,10 @@ def draw(
     from PIL import Image
     from streamlit_drawable_canvas import boxes_to_drawing, st_canvas
 
-    pil = Image.fromarray(image).convert("RGB").resize(
-        (geo.canvas_width, geo.canvas_height), Image.Resampling.LANCZOS
+    pil = (
+        Image.fromarray(image)
+        .convert("RGB")
+        .resize((geo.canvas_width, geo.canvas_height), Image.Resampling.LANCZOS)
     )
     colour = PROPOSAL_COLOUR if proposal else BOX_COLOUR
     initial = None

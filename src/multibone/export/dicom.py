@@ -69,8 +69,10 @@ def read_source(data: bytes | str | Path, label: str = "the source image"):
         ) from None
     for tag in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not str(ds.get(tag, "")).strip():
-            raise InputError(f"{label}: the DICOM header has no {tag}; a PACS could not file "
-                             "a result referencing it")
+            raise InputError(
+                f"{label}: the DICOM header has no {tag}; a PACS could not file "
+                "a result referencing it"
+            )
     return ds
 
 
@@ -137,13 +139,18 @@ def dicom_results(
     from pydicom.sr.codedict import codes
 
     if operating_point not in result.decisions:
-        raise InputError(f"operating point {operating_point!r} is not one of the bundle's: "
-                         f"{', '.join(result.decisions)}")
+        raise InputError(
+            f"operating point {operating_point!r} is not one of the bundle's: "
+            f"{', '.join(result.decisions)}"
+        )
     if not 0 <= source_index < len(case.images):
         raise InputError(f"image {source_index + 1}: the case has {len(case.images)} image(s)")
     image = case.images[source_index]
-    cams = [] if explanation is None else [c for c in explanation.cams
-                                           if c.image_index == source_index]
+    cams = (
+        []
+        if explanation is None
+        else [c for c in explanation.cams if c.image_index == source_index]
+    )
     if not cams:
         raise InputError(f"{image.label}: no CAM overlay to export; compute the result first")
     cam = cams[0]
@@ -194,13 +201,13 @@ def dicom_results(
         TextContentItem(
             name=_code("MB002", "Decision"),
             value=f"{d['call']} (probability {'>=' if d['positive'] else '<'} threshold "
-                  f"{d['threshold']:.3f})",
+            f"{d['threshold']:.3f})",
             relationship_type="CONTAINS",
         ),
         TextContentItem(
             name=_code("MB003", "Operating point"),
             value=f"{d['meaning']}: threshold {d['threshold']:.3f}, development sensitivity "
-                  f"{d['sensitivity']:.2f}, specificity {d['specificity']:.2f}",
+            f"{d['sensitivity']:.2f}, specificity {d['specificity']:.2f}",
             relationship_type="CONTAINS",
         ),
         NumContentItem(
@@ -211,39 +218,57 @@ def dicom_results(
         ),
     ]
     for b, s in result.backbone_scores.items():
-        items.append(NumContentItem(
-            name=_code("MB005", f"Image model score {b}"), value=round(float(s), 6),
-            unit=codes.UCUM.NoUnits, relationship_type="CONTAINS"))
+        items.append(
+            NumContentItem(
+                name=_code("MB005", f"Image model score {b}"),
+                value=round(float(s), 6),
+                unit=codes.UCUM.NoUnits,
+                relationship_type="CONTAINS",
+            )
+        )
     h, w = image.pixels.shape[:2]
     x0, y0, x1, y1 = image.roi if image.roi is not None else (0, 0, w, h)
     region = ScoordContentItem(
         name=codes.DCM.ImageRegion,
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-        graphic_data=np.array(
-            [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32
-        ),
+        graphic_data=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32),
         relationship_type="CONTAINS",
     )
-    region.ContentSequence = hd.sr.ContentSequence([
-        ImageContentItem(
-            name=codes.DCM.SourceOfMeasurement,
-            referenced_sop_class_uid=source.SOPClassUID,
-            referenced_sop_instance_uid=source.SOPInstanceUID,
-            relationship_type="SELECTED FROM",
-        )
-    ])
+    region.ContentSequence = hd.sr.ContentSequence(
+        [
+            ImageContentItem(
+                name=codes.DCM.SourceOfMeasurement,
+                referenced_sop_class_uid=source.SOPClassUID,
+                referenced_sop_instance_uid=source.SOPInstanceUID,
+                relationship_type="SELECTED FROM",
+            )
+        ]
+    )
     items.append(region)
-    items.append(CodeContentItem(
-        name=_code("MB006", "Lesion box source"),
-        value=_code("MB007", "drawn or accepted by the user" if image.roi is not None
-                    else "whole image (no box)"),
-        relationship_type="CONTAINS",
-    ))
-    items.append(TextContentItem(name=_code("MB008", "Model bundle"),
-                                 value=f"{result.bundle_version}; SHA-256 {bundle_hash}",
-                                 relationship_type="CONTAINS"))
-    items.append(TextContentItem(name=_code("MB009", "Disclaimer"), value=DISCLAIMER,
-                                 relationship_type="CONTAINS"))
+    items.append(
+        CodeContentItem(
+            name=_code("MB006", "Lesion box source"),
+            value=_code(
+                "MB007",
+                "drawn or accepted by the user"
+                if image.roi is not None
+                else "whole image (no box)",
+            ),
+            relationship_type="CONTAINS",
+        )
+    )
+    items.append(
+        TextContentItem(
+            name=_code("MB008", "Model bundle"),
+            value=f"{result.bundle_version}; SHA-256 {bundle_hash}",
+            relationship_type="CONTAINS",
+        )
+    )
+    items.append(
+        TextContentItem(
+            name=_code("MB009", "Disclaimer"), value=DISCLAIMER, relationship_type="CONTAINS"
+        )
+    )
     root.ContentSequence = hd.sr.ContentSequence(items)
     sr = hd.sr.ComprehensiveSR(
         evidence=[source],
@@ -259,7 +284,9 @@ def dicom_results(
     return DicomResults(secondary_capture=sc, report=sr, source_index=source_index)
 
 
-def write_dicom_results(results: DicomResults, out_dir: str | Path, *, force: bool = False) -> list[Path]:
+def write_dicom_results(
+    results: DicomResults, out_dir: str | Path, *, force: bool = False
+) -> list[Path]:
     """Write both files into ``out_dir`` (made atomically; an existing folder needs force)."""
     from multibone._atomic import atomic_dir
 
