@@ -126,7 +126,8 @@ _HELD: dict[str, int] = {}
 def folder_lock(folder: str | Path) -> Iterator[Path]:
     """Hold ``folder``'s lock for the block; refuse at once if another process holds it.
 
-    The lock is the operating system's (``filelock``: ``flock`` on POSIX), so it
+    The folder is created if needed; the lock file (and the folder, if it was made here
+    and is still empty) are removed afterwards. The lock is the operating system's (``filelock``: ``flock`` on POSIX), so it
     ends with its process however that ends (even ``kill -9``): a lock is never
     stale. The same process may take it again inside the block. Raises
     :class:`~multibone.errors.InputError` naming the folder and the holder's pid.
@@ -136,6 +137,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
     from multibone.errors import InputError
 
     folder = Path(folder)
+    created_dir = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = str(folder.resolve())
     if _HELD.get(key):
@@ -145,7 +147,9 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
         finally:
             _HELD[key] -= 1
         return
-    lock = FileLock(str(folder / LOCK_NAME))
+    lock_path = folder / LOCK_NAME
+    created_lock = not lock_path.exists()
+    lock = FileLock(str(lock_path))
     info = folder / f"{LOCK_NAME}.json"
     try:
         lock.acquire(timeout=0)
@@ -170,6 +174,14 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
         _HELD.pop(key, None)
         info.unlink(missing_ok=True)
         lock.release()
+        # leave the folder as found: a refused command writes nothing. (A process that
+        # opened the lock file in the instant between release and unlink could lock the
+        # unlinked file; two runs starting within microseconds of each other are not guarded.)
+        if created_lock:
+            lock_path.unlink(missing_ok=True)
+        if created_dir:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
 
 def locks_folder(arg: str):
