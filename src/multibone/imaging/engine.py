@@ -13,9 +13,9 @@
 
 ``threads``: CPU threads for inference (torch intra-op, or ONNX Runtime intra-op);
 None = :func:`default_threads`, half the CPUs this process may use (1 on a 2-core box),
-at most 8. Torch's own default (one per core) was measured slower on a 2-core machine
-busy with other jobs (benchmarks/RESULTS.md, "Speed where people wait"): the threads
-of one forward pass then wait on each other.
+at most 8. Torch's own default (one per core) was at times several times slower on a
+2-core machine busy with other jobs, at times faster for big batches
+(benchmarks/RESULTS.md, "Speed where people wait"); half the cores never oversubscribes.
 """
 
 from __future__ import annotations
