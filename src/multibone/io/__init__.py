@@ -7,7 +7,6 @@ bone bright; see :mod:`multibone.io.radiograph` for the DICOM steps.
 from multibone.io.cache import CACHE_VERSION, CropCache
 from multibone.io.radiograph import (
     MAX_PIXELS,
-    BurnedInAnnotationWarning,
     Radiograph,
     read_image_size,
     read_radiograph,
@@ -25,7 +24,6 @@ from multibone.io.roi import (
 __all__ = [
     "CACHE_VERSION",
     "MAX_PIXELS",
-    "BurnedInAnnotationWarning",
     "CropCache",
     "Radiograph",
     "Roi",

@@ -73,10 +73,6 @@ _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-class BurnedInAnnotationWarning(UserWarning):
-    """A DICOM declares identifying text burned into its pixels (BurnedInAnnotation = YES)."""
-
-
 @dataclass
 class Radiograph:
     """One loaded radiograph.
@@ -93,8 +89,8 @@ class Radiograph:
             ``"minmax"`` (DICOM grey), ``"bit_depth"`` (colour DICOM, PNG, JPEG).
         transfer_syntax: DICOM transfer syntax name (``""`` for PNG/JPEG).
         burned_in_annotation: the DICOM says ``BurnedInAnnotation = YES`` (text such as
-            a name or date drawn into the pixels); loading also warns
-            (:class:`BurnedInAnnotationWarning` and a log warning).
+            a name or date drawn into the pixels); loading also logs a warning naming
+            the file, for every such image.
     """
 
     pixels: np.ndarray
@@ -402,7 +398,6 @@ def _read_dicom(path: Path, raw: bool) -> Radiograph:
             "(name, id, date); it appears in crops, overlays and reports made from this image"
         )
         log.warning(message)
-        warnings.warn(message, BurnedInAnnotationWarning, stacklevel=3)
     return Radiograph(
         pixels, "dicom", photometric, bits, path.name, voi, ts_name, burned_in_annotation=burned_in
     )
