@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "case": 4,
     "export": 4,
     "pipeline": 4,
+    "recalibration": 4,
     "robustness": 4,
     # 5: user interfaces
     "cli": 5,

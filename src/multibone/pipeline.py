@@ -352,6 +352,7 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
     preprocessing: dict = {}
     if backbones:
         files["backbones"] = run / "imaging" / "weights"
+        files["ood"] = _write_ood(run, cohort, splits, backbones)
         first = json.loads((run / "imaging" / "weights" / backbones[0] / "fold0.json").read_text())
         preprocessing = {
             k: first.get(k)
@@ -390,6 +391,22 @@ def write_bundle(run: Path, cohort, splits, config: RunConfig, stack_summary: di
         config=run_config_to_dict(config),
     )
     return save_bundle(run / "bundle", meta, files=files, force=force)
+
+
+def _write_ood(run: Path, cohort, splits: pd.DataFrame, backbones: list[str]) -> Path:
+    """``RUN/imaging/ood``: each backbone's development-embedding summary, so a case
+    image unlike the training crops is flagged (:mod:`multibone.imaging.ood`)."""
+    import shutil
+
+    from multibone.imaging.ood import fit_from_weights
+
+    dev_ids = set(splits.loc[splits["split"] == "dev", "patient_id"].astype(str))
+    images = cohort.images[cohort.images["patient_id"].astype(str).isin(dev_ids)]
+    out = run / "imaging" / "ood"
+    if out.exists():
+        shutil.rmtree(out)
+    fit_from_weights(run / "imaging" / "weights", backbones, images, out)
+    return out
 
 
 def _headline_metrics(path: Path) -> dict:
@@ -469,6 +486,7 @@ def write_summary(run: Path) -> Path:
     from multibone.detection.stage import summary_lines as detection_lines
 
     lines += detection_lines(run)
+    lines += _gain_and_referral_lines(run)
     lines += [
         "## Files",
         "",
@@ -481,6 +499,39 @@ def write_summary(run: Path) -> Path:
     out = run / "summary.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
+
+
+def _gain_and_referral_lines(run: Path) -> list[str]:
+    """summary.md sections from the evaluation: combining gain (paired DeLong) and
+    conformal coverage (issue #14); nothing when the tables are absent."""
+    lines: list[str] = []
+    tables = run / "evaluation" / "tables"
+    gain_csv, cov_csv = tables / "combining_gain.csv", tables / "conformal_coverage.csv"
+    if gain_csv.is_file():
+        g = pd.read_csv(gain_csv)
+        lines += ["## Does combining earn its place? (paired DeLong)", "",
+                  "The stacker against the better of image-only and clinical-only on each set "
+                  "(same patients; dev rows out-of-fold).", "",
+                  "| set | stacker AUC | better single-source model | its AUC | difference (95 % CI) "
+                  "| p | verdict |", "|---|---|---|---|---|---|---|"]
+        for r in g.itertuples():
+            lines.append(f"| {r.set} | {r.stacker_auc:.3f} | {r.rival} | {r.rival_auc:.3f} | "
+                         f"{r.diff:+.3f} ({r.diff_ci_low:+.3f} to {r.diff_ci_high:+.3f}) | "
+                         f"{r.p:.3f} | {r.verdict} |")
+        lines.append("")
+    if cov_csv.is_file():
+        c = pd.read_csv(cov_csv)
+        if not c.empty:
+            nominal = float(c["nominal"].iloc[0])
+            lines += [f"## Refer when unsure (conformal sets, nominal coverage {nominal:.0%})", "",
+                      "| set | n | coverage (95 % CI) | coverage per class (neg / pos) | referred |",
+                      "|---|---|---|---|---|"]
+            for r in c.itertuples():
+                lines.append(f"| {r.set} | {r.n} | {r.coverage:.3f} ({r.coverage_ci_low:.3f}-"
+                             f"{r.coverage_ci_high:.3f}) | {r.coverage_neg:.2f} / "
+                             f"{r.coverage_pos:.2f} | {r.referred:.0%} |")
+            lines.append("")
+    return lines
 
 
 # --------------------------------------------------------------------------- whole runs

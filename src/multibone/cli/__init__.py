@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("detect", "lesion boxes with scores on one radiograph (JSON)"),
     "stack": ("stack", "fit and compare stackers on patient scores + clinical data"),
     "predict": ("predict", "score one case (or a CSV of cases) with a model bundle"),
+    "recalibrate": ("recalibrate", "refit a bundle's calibration on a local labelled sample"),
     "export-onnx": ("export_onnx", "export a bundle's image models to ONNX (faster CPU scoring)"),
     "explain": ("explain", "SHAP and Score-CAM / Grad-CAM for one case"),
     "evaluate": ("evaluate", "statistics, figures and an HTML report for a run"),

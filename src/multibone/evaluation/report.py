@@ -545,6 +545,18 @@ def evaluate_run(
         results[key] = r
 
     extras = _read_extras(run_dir, warnings)
+    # issue #14: combining gain (paired DeLong) and conformal coverage, per set
+    from multibone.evaluation.gain import combining_gain, conformal_coverage
+
+    gain = combining_gain(df, sets)
+    if not gain.empty:
+        extras["combining_gain"] = gain
+    conf_json = run_dir / "stacking" / "conformal.json"
+    if conf_json.is_file():
+        rate = float(json.loads(conf_json.read_text(encoding="utf-8"))["error_rate"])
+        cov = conformal_coverage(df, sets, 1.0 - rate)
+        if not cov.empty:
+            extras["conformal_coverage"] = cov
     top_warnings = _top_warnings(run_dir, results)
     warnings[:0] = top_warnings  # shortcuts and perfect AUCs come first
     summary = pd.DataFrame(
@@ -819,6 +831,11 @@ _EXTRA_TITLES = {
     "robustness": "Box-perturbation robustness (multibone robustness: AUC with the boxes as "
     "drawn, mean and 2.5-97.5 % of the AUCs under random box shift/scale, per-patient "
     "probability spread)",
+    "combining_gain": "Does combining earn its place? The stacker against the better of "
+    "image-only and clinical-only on each set (paired DeLong: AUC difference, 95 % CI, p)",
+    "conformal_coverage": "Refer when unsure: conformal sets (calibrated on the stacker's dev "
+    "out-of-fold probabilities): empirical coverage against nominal (Wilson CI), per true class, "
+    "and the share of cases referred (set not one diagnosis)",
     "radiomics_summary": "Radiomics baseline (ElasticNet on Nyxus lesion-box features; tuning and "
     "largest coefficients)",
 }

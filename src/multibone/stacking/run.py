@@ -20,7 +20,8 @@ Written atomically into ``out_dir`` (a temporary folder renamed into place):
   predictions.csv are these calibrated probabilities (dev rows cross-fitted);
 * ``conformal.json`` - the "refer when unsure" conformal sets calibrated on the
   stacker's dev out-of-fold probabilities (:mod:`multibone.stacking.conformal`);
-  predictions.csv's ``refer`` column is 1 where a case's set is not one class;
+  predictions.csv's ``in_set_0``/``in_set_1`` say which classes a case's set
+  holds, ``refer`` is 1 where it is not exactly one class;
 * ``operating_points.json`` - the same with dev sensitivity/specificity;
 * ``stacking_summary.json`` - config, features, family, timings, and
   ``dropped_features`` (clinical columns never observed or constant on dev,
@@ -176,7 +177,10 @@ def run_stacking(
     conformal, conformal_note = None, ""
     try:
         conformal = ConformalReferral(config.conformal_error_rate).fit(yd, p_dev)
-        preds["refer"] = conformal.refer(preds["p_stacker"].to_numpy()).astype(int)
+        in_set = conformal.predict_sets(preds["p_stacker"].to_numpy())
+        preds["in_set_0"] = in_set[:, 0].astype(int)  # negative class in the conformal set
+        preds["in_set_1"] = in_set[:, 1].astype(int)  # positive class in the conformal set
+        preds["refer"] = (in_set.sum(axis=1) != 1).astype(int)
     except InputError as exc:
         conformal_note = f"no conformal referral: {exc}"
 
