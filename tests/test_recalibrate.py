@@ -73,6 +73,7 @@ def test_recalibration_moves_slope_and_intercept_toward_1_and_0_on_held_out_half
     y, before = _probs(bundle, d / "site_test.csv", d / "before.csv")
     y2, after = _probs(new, d / "site_test.csv", d / "after.csv")
     assert (y == y2).all()
+    assert set(before["refer"].unique()) <= {0, 1}  # predict --cases carries the referral flag
     cb, ca = calibration(y, before["probability"]), calibration(y, after["probability"])
     assert cb.intercept > 0.5 and cb.slope < 0.8  # the shift is there before
     assert abs(ca.intercept) < abs(cb.intercept) and abs(ca.slope - 1) < abs(cb.slope - 1)
@@ -101,3 +102,20 @@ def test_recalibration_refuses_a_small_sample_with_the_reason(setting, capsys):
     err = capsys.readouterr().err
     assert "60 labelled patients" in err and "at least 100" in err
     assert not out.exists()
+
+
+def test_predict_shows_refer_when_unsure_from_the_bundles_conformal_sets(setting):
+    from multibone.bundle import load_bundle
+    from multibone.case import Case, predict_case
+
+    bundle = load_bundle(setting / "run" / "bundle")
+    conf = json.loads((setting / "run" / "bundle" / "conformal.json").read_text())
+    assert conf["error_rate"] == 0.10
+    clear = predict_case(bundle, Case(images=[], age=70.0, sex="F", crp=0.5))
+    assert clear.referral["set"] == ["tumor"] and not clear.referral["refer"]
+    # the stacker's dev out-of-fold predictions hold mid-range cases: find one and check
+    # that a set of both classes is flagged
+    results = [predict_case(bundle, Case(images=[], age=a, sex="M", crp=c))
+               for a in (30.0, 40.0, 50.0) for c in (8.0, 12.0, 20.0)]
+    unsure = [r for r in results if r.referral["refer"]]
+    assert unsure and all(r.referral["text"].startswith("uncertain: refer") for r in unsure)

@@ -276,6 +276,8 @@ class _Runtime:
     clinical: list[str]
     backbones: list[str]
     post: Any = None  # multibone.stacking.postprocess.Postprocess
+    ood: Any = None  # multibone.imaging.ood.OODModel (None: clinical-only or older bundle)
+    ood_models: dict = field(default_factory=dict)  # backbone -> (fold-0 torch model, meta)
 
 
 _RUNTIMES: dict[tuple, _Runtime] = {}
@@ -309,6 +311,14 @@ def runtime(bundle) -> _Runtime:
         from multibone.stacking.postprocess import load_postprocess
 
         rt.post = load_postprocess(bundle.path)
+        if bundle.backbones:
+            from multibone.imaging.folds import load_fold
+            from multibone.imaging.ood import OODModel
+
+            rt.ood = OODModel.load(bundle.path / "ood")
+            if rt.ood is not None:
+                rt.ood_models = {b: load_fold(bundle.path / "backbones", b, 0)
+                                 for b in rt.ood.summaries}
         _RUNTIMES[key] = rt
     return rt
 
@@ -366,14 +376,19 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
                 raise InputError(f"case field roi_{i}: {msg}")
     roi_notes = [fill_rois(bundle, case) if rt.backbones else ([], []) for case in cases]
     per_case: list[tuple[dict[str, float], dict[str, list[float]]]] = [({}, {}) for _ in cases]
+    ood_per_case: list[list[dict]] = [[] for _ in cases]
     if rt.scorer is not None and cases:
         from multibone.imaging.aggregate import aggregate, sigmoid
 
         crops = [c for case in cases for c in _crops(rt, case)]
         logits = rt.scorer.score(crops)
+        unlike = _unlike_training(rt, crops)
         start = 0
-        for case, (backbone_scores, image_scores) in zip(cases, per_case, strict=True):
+        for j, (case, (backbone_scores, image_scores)) in enumerate(
+                zip(cases, per_case, strict=True)):
             stop = start + len(case.images)
+            ood_per_case[j] = [{"image": im.label, **u}
+                               for im, u in zip(case.images, unlike[start:stop], strict=True)]
             for b in rt.backbones:
                 mine = logits[b][start:stop]
                 image_scores[b] = [float(sigmoid(v)) for v in mine]
@@ -405,6 +420,13 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
             }
         warnings = provenance_warnings(bundle.meta)
         warnings.extend(roi_notes[j][1])
+        strange = [u["image"] for u in ood_per_case[j] if u.get("unlike_training")]
+        if strange:
+            warnings.append(
+                f"{', '.join(strange)}: unlike the training images (outside what the backbones "
+                "saw in development: another kind of image, body part or acquisition?); its "
+                "scores may mean nothing"
+            )
         if case.ignored:
             warnings.append(
                 f"ignored: {', '.join(case.ignored)} (this bundle's model does not use "
@@ -427,8 +449,19 @@ def predict_cases(bundle, cases: list[Case]) -> list[CaseResult]:
             bundle_version=bundle.version,
             seconds=seconds,
             rois=roi_notes[j][0],
+            images_unlike_training=ood_per_case[j],
         ))
     return results
+
+
+def _unlike_training(rt: _Runtime, crops: list[np.ndarray]) -> list[dict]:
+    """Per crop: is it unlike the development crops (:mod:`multibone.imaging.ood`)?
+    Empty dicts when the bundle carries no summary (an older bundle)."""
+    if rt.ood is None:
+        return [{} for _ in crops]
+    from multibone.imaging.ood import embed_all
+
+    return rt.ood.check(embed_all(rt.ood_models, crops))
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:
@@ -565,6 +598,9 @@ def case_report_html(case: Case, result: CaseResult, explanation: CaseExplanatio
         referral=result.referral,
         explanation=expl,
         bundle_version=result.bundle_version,
+        synthetic=bool(result.provenance.get("synthetic")),
+        trained_on=result.provenance.get("text", ""),
+        case_warnings=[w for w in result.warnings],
     )
 
 
@@ -625,6 +661,8 @@ def predict_cases_csv(bundle, cases_csv: str | Path, out: str | Path | None, *, 
         row = {"patient_id": p.patient_id, "probability": res.probability}
         row.update({f"call_{k}": d["call"] for k, d in res.decisions.items()})
         row.update({f"score_{b}": s for b, s in res.backbone_scores.items()})
+        if res.referral:  # conformal "refer when unsure" (issue #14)
+            row["refer"] = int(res.referral["refer"])
         if needs_images:
             row["unlike_training_images"] = sum(
                 1 for im in res.images_unlike_training if im.get("unlike_training"))
