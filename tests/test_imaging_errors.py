@@ -24,7 +24,7 @@ def data(tmp_path_factory):
 @pytest.mark.parametrize(
     "mapping, match",
     [
-        ({"epochz": 3}, "unknown key epochz; valid keys are .*backbones"),
+        ({"epochz": 3}, r"unknown key epochz \(did you mean 'epochs'\?\); valid keys are .*backbones"),
         (
             {"backbones": ["e3", "resnet18"]},
             "unknown backbone 'resnet18'; valid backbones are e3, e3_tiny, e4",
