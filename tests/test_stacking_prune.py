@@ -66,9 +66,9 @@ def test_run_stacking_fits_without_the_dropped_features(tmp_path):
     assert summary["features"] == ["e3", "age", "sex_male", "esr_abnormal"]
     assert summary["clinical"] == ["age", "sex_male", "esr_abnormal"]
     assert set(summary["dropped_features"]) == {"location_axial", "crp_abnormal"}
-    import joblib
+    from multibone.io.modelfile import load_model
 
-    stacker = joblib.load(tmp_path / "s" / "stacker.joblib")
+    stacker = load_model(tmp_path / "s" / "stacker.skops")
     assert list(stacker.feature_names_in_) == summary["features"]
 
 
