@@ -235,3 +235,22 @@ def test_kill_9_during_stack_at_several_moments(mini_run, tmp_path):
     load_bundle(run / "bundle")
     assert not list(run.glob(".*.tmp-*")) and not list(run.glob(".*.old"))
     assert len(survived) == 5
+
+
+def test_sweep_removes_only_temporaries_of_dead_writers(tmp_path):
+    """A concurrent live writer's temporary is left alone; a dead one's is removed."""
+    from multibone._atomic import atomic_dir
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        (tmp_path / f".out.tmp-{live.pid}-abc").mkdir()
+        (tmp_path / f".out.tmp-{dead.pid}-abc").mkdir()
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "x.txt").write_text("new")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == [f".out.tmp-{live.pid}-abc", "out"]
+    finally:
+        live.kill()
+        live.wait()
