@@ -15,8 +15,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--onnx", metavar="DIR", default=None,
                    help="the ONNX export folder (default: BUNDLE-onnx beside the bundle)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for scoring images (default: half the CPUs, at most 8; "
-                        "1 on a 2-core machine, where more threads measured slower)")
+                   help="CPU threads for scoring images (default: half the CPUs, at most 8, "
+                        "so 1 on a 2-core machine and other jobs keep a core; on an idle machine "
+                        "a large --cases worklist may score faster with all cores)")
 
 
 def apply_engine_arguments(args: argparse.Namespace) -> None:
