@@ -252,3 +252,22 @@ def test_threads_below_one_is_refused(capsys):
     assert main(["predict", "--bundle", "nowhere", "--image", "x.png", "--age", "3", "--sex", "F",
                  "--threads", "0"]) == 2
     assert "--threads must be 1 or more" in capsys.readouterr().err
+
+
+def test_explain_with_the_onnx_engine_draws_cams_from_the_torch_models(
+        mini_run, mini_bundle, onnx_export, engine, one_torch_thread):
+    """The dashboard's path with an export: scores from ONNX, CAMs from the torch folds."""
+    from multibone.bundle import load_bundle
+
+    out, _ = onnx_export
+    bundle = load_bundle(mini_bundle)
+    case_ = _cases(mini_run, 1)[0]
+    case = engine(engine="torch")
+    ref = case.explain_case(bundle, case_, cam_methods=("gradcam",))
+    case = engine(engine="onnx", onnx_dir=str(out))
+    assert case.runtime(bundle).scorer.engine == "onnx"
+    got = case.explain_case(bundle, case_, cam_methods=("gradcam",))
+    assert len(got.cams) == len(ref.cams) == len(case_.images) * len(bundle.backbones)
+    for g, r in zip(got.cams, ref.cams, strict=True):
+        np.testing.assert_allclose(g.cam, r.cam, atol=1e-5)
+    assert got.sentences == ref.sentences
