@@ -271,3 +271,16 @@ def test_explain_with_the_onnx_engine_draws_cams_from_the_torch_models(
     for g, r in zip(got.cams, ref.cams, strict=True):
         np.testing.assert_allclose(g.cam, r.cam, atol=1e-5)
     assert got.sentences == ref.sentences
+
+
+def test_lazy_imaging_package_keeps_aggregate_the_function():
+    """``aggregate`` names a submodule and a function; the package attribute stays the function."""
+    code = (
+        "import multibone.imaging.scorer, multibone.imaging.aggregate, multibone.imaging.engine\n"
+        "from multibone.imaging import aggregate, sigmoid, ImageScorer, train_images\n"
+        "import multibone.imaging as I\n"
+        "print(callable(aggregate), callable(I.aggregate), sorted(set(I.__all__) - set(dir(I))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True True []"

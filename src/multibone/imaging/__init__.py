@@ -26,11 +26,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# ``aggregate`` is both a submodule and a function: import it now (numpy only) so the
+# package attribute is the function, whichever submodule is imported first.
+from multibone.imaging.aggregate import AGGREGATIONS, aggregate, sigmoid
+
 # Public name -> submodule. Imported on first use (PEP 562), so importing one
 # submodule (e.g. the torch-free onnx_runtime used by predict) does not pull torch,
 # the training loop and the cross-fitting code in with it.
 _LAZY = {
-    "AGGREGATIONS": "aggregate", "aggregate": "aggregate", "sigmoid": "aggregate",
     "ImagingConfig": "config",
     "train_images": "crossfit",
     "GREY_POLICY": "data", "preprocess": "data",
@@ -43,7 +46,6 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from multibone.imaging.aggregate import AGGREGATIONS, aggregate, sigmoid
     from multibone.imaging.config import ImagingConfig
     from multibone.imaging.crossfit import train_images
     from multibone.imaging.data import GREY_POLICY, preprocess
