@@ -118,7 +118,7 @@ class ScoreCalibrator:
         """Plain-JSON form (the bundle stores this, never a pickle)."""
         self._check()
         return {
-            "method": "platt on the patient logit, L2 C=%g" % self.C,
+            "method": f"platt on the patient logit, L2 C={self.C:g}",
             "C": self.C,
             "logit_clip": LOGIT_CLIP,
             "p_floor": P_FLOOR,
