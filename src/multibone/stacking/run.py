@@ -43,12 +43,12 @@ from multibone._config import to_dict
 from multibone.errors import InputError
 from multibone.io.modelfile import dump_model
 from multibone.stacking.config import CLINICAL_FEATURES, StackingConfig
+from multibone.stacking.conformal import ConformalReferral
 from multibone.stacking.families import get_family
 from multibone.stacking.folds import check_binary_labels
-from multibone.stacking.conformal import ConformalReferral
 from multibone.stacking.model import ScoreBaseline
-from multibone.stacking.score_calibration import crossfit_calibrate
 from multibone.stacking.prune import prune_features
+from multibone.stacking.score_calibration import crossfit_calibrate
 from multibone.stacking.selection import CI_METHOD, compare_families, fit_stacker, oof_predict
 from multibone.stats import DECISION_POINTS, choose_operating_points
 
