@@ -23,6 +23,9 @@ ORDER = [
     "train",
     "crossfit",
     "scorer",
+    "onnx_runtime",
+    "onnx_export",
+    "engine",
     "__init__",
 ]
 
