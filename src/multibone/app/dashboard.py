@@ -454,9 +454,19 @@ def lesion_box(up: logic.Upload, bundle=None) -> dict:
     return {"box": box, "errors": errors, "proposal": prop}
 
 
-def clinical_section() -> tuple[dict, dict[str, str]]:
-    """The clinical form. Returns (fields for pipeline.case_field_errors, errors shown)."""
+def clinical_section(needed: list[str] | None = None) -> tuple[dict, dict[str, str]]:
+    """The clinical form. Returns (fields for pipeline.case_field_errors, errors shown).
+
+    ``needed``: the fields the bundle's model uses (``case.needed_fields``); the
+    others are still shown but said to be optional and ignored.
+    """
     st.subheader("2. Clinical data")
+    unused = [f for f in ("site", "crp", "esr") if needed is not None and f not in needed]
+    if unused:
+        st.caption(
+            f"This bundle's model does not use {', '.join(u.upper() if u != 'site' else u for u in unused)} "
+            "(never recorded, or the same for everyone, in its training data): optional and ignored."
+        )
     tried = st.session_state["mb_tried"]
     c1, c2, c3 = st.columns(3)
     with c1:
@@ -525,9 +535,10 @@ def clinical_section() -> tuple[dict, dict[str, str]]:
         "crp": labs["crp"],
         "esr": labs["esr"],
     }
-    errors = dict(pipeline.case_field_errors(fields))
+    errors = dict(pipeline.case_field_errors(fields, needed=needed))
     for k, v in empty_errors.items():
-        errors.setdefault(k, v)
+        if k not in unused:
+            errors.setdefault(k, v)
     slots = {
         "age": age_slot,
         "sex": sex_slot,
@@ -551,19 +562,22 @@ def clinical_section() -> tuple[dict, dict[str, str]]:
 # --------------------------------------------------------------------------- result
 
 
-def build_case(uploads, boxes, fields):
+def build_case(uploads, boxes, fields, bundle=None):
     """The pipeline's Case from the page's inputs (raises InputError)."""
     images = [
         pipeline.CaseImage(pixels=up.image.pixels, roi=boxes[up.key]["box"], label=up.label)
         for up in uploads
     ]
-    return pipeline.case_from_fields(fields, images)
+    if bundle is None:
+        return pipeline.case_from_fields(fields, images)
+    return pipeline.case_from_fields(fields, images, needed=case_api.needed_fields(bundle),
+                                     require_images=bool(bundle.backbones))
 
 
 def compute_and_show(bundle, uploads, boxes, fields, cam_methods) -> dict:
     """Call the pipeline and draw as results arrive: the probability and decision first,
     then SHAP and the CAM overlays. Returns everything for later reruns of the page."""
-    case = build_case(uploads, boxes, fields)
+    case = build_case(uploads, boxes, fields, bundle)
     t0 = time.perf_counter()
     with st.spinner("Computing the probability ..."):
         result = pipeline.predict_case(bundle, case)
@@ -593,6 +607,11 @@ def result_head(out: dict) -> None:
     p = float(result.probability)
     st.subheader("3. Result")
     st.warning(DISCLAIMER)
+    for w in getattr(result, "warnings", None) or []:  # synthetic training data, unlike images
+        (st.info if w.startswith("ignored:") else st.error)(w)
+    prov = getattr(result, "provenance", None) or {}
+    if prov.get("text"):
+        st.caption(f"Model provenance: {prov['text']}.")
     c1, c2, c3 = st.columns([1, 1, 2])
     c1.metric(f"Probability of {pos}", f"{100 * p:.0f} %")
     c2.metric(f"Probability of {neg}", f"{100 * (1 - p):.0f} %")
@@ -704,14 +723,14 @@ def result_tail(out: dict) -> None:
 def case_tab(bundle, bundle_path: str) -> None:
     st.info(DISCLAIMER)
     uploads, boxes = images_section(bundle_path, bundle)
-    fields, field_errors = clinical_section()
+    fields, field_errors = clinical_section(case_api.needed_fields(bundle))
     st.subheader("Compute")
     st.checkbox("Also compute Grad-CAM (slower)", key="mb_gradcam")
     cam_methods = ("scorecam", "gradcam") if st.session_state["mb_gradcam"] else ("scorecam",)
     pressed = st.button("Compute the result", type="primary", key="mb_compute", on_click=_set_tried)
     good = [up for up in uploads if up.image is not None]
     problems = []
-    if not uploads:
+    if not uploads and bundle.backbones:
         problems.append("upload at least one radiograph (or load a demo case)")
     if len(good) < len(uploads):
         problems.append("remove the files that could not be read")
