@@ -113,3 +113,12 @@ def test_conformal_describe_and_refusal_with_few_cases():
         ConformalReferral().fit([0] * 30 + [1] * 5, np.linspace(0, 1, 35))
     with pytest.raises(InputError, match="error rate"):
         ConformalReferral(0.7)
+
+
+def test_a_backbone_that_ranks_backwards_is_not_turned_around():
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 200)
+    X = pd.DataFrame({"bad": expit(rng.normal(-(2 * y - 1), 1.0))})  # anti-predictive
+    cal = ScoreCalibrator().fit(X, y, ["bad"])
+    assert cal.params_["bad"]["b"] == 0.0 and "prevalence" in cal.params_["bad"]["note"]
+    np.testing.assert_allclose(cal.transform(X)["bad"], y.mean())

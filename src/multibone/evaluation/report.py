@@ -551,6 +551,15 @@ def evaluate_run(
     gain = combining_gain(df, sets)
     if not gain.empty:
         extras["combining_gain"] = gain
+    sc_json = run_dir / "stacking" / "score_calibration.json"
+    if sc_json.is_file():
+        try:
+            maps = json.loads(sc_json.read_text(encoding="utf-8"))["backbones"]
+            extras["score_calibration"] = pd.DataFrame(
+                [{"backbone": b, **v} for b, v in maps.items()]
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            warnings.append(f"{sc_json.name} could not be read ({exc}); left out.")
     conf_json = run_dir / "stacking" / "conformal.json"
     if conf_json.is_file():
         rate = float(json.loads(conf_json.read_text(encoding="utf-8"))["error_rate"])
@@ -833,6 +842,9 @@ _EXTRA_TITLES = {
     "probability spread)",
     "combining_gain": "Does combining earn its place? The stacker against the better of "
     "image-only and clinical-only on each set (paired DeLong: AUC difference, 95 % CI, p)",
+    "score_calibration": "Backbone score calibration (Platt on the patient logit, fitted on dev "
+    "out-of-fold scores; p = expit(a + b * logit); p_<backbone> and predict use it, the stacker "
+    "takes the raw scores)",
     "conformal_coverage": "Refer when unsure: conformal sets (calibrated on the stacker's dev "
     "out-of-fold probabilities): empirical coverage against nominal (Wilson CI), per true class, "
     "and the share of cases referred (set not one diagnosis)",

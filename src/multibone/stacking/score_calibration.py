@@ -25,7 +25,10 @@ Details:
   probability of 1.0 has an infinite logit;
 * outputs are kept within ``[P_FLOOR, 1 - P_FLOOR]`` (``1e-6``);
 * a backbone with one class or constant scores in a fitting set gets the
-  identity map (``a = 0, b = 1``) there, and the fit records it.
+  identity map (``a = 0, b = 1``) there, and the fit records it;
+* a fitted slope ``b <= 0`` (the backbone ranks the fitting patients no better
+  than chance, or backwards) is never used to turn its evidence around: the
+  map is then the fitting patients' prevalence (``b = 0``), with a note.
 """
 
 from __future__ import annotations
@@ -63,7 +66,16 @@ def _fit_platt(z: np.ndarray, y: np.ndarray, C: float) -> tuple[float, float, st
         return 0.0, 1.0, "identity: fewer than 4 scored patients, one class or constant scores"
     model = LogisticRegression(C=C, max_iter=1000)
     model.fit(z.reshape(-1, 1), y.astype(int))
-    return float(model.intercept_[0]), float(model.coef_[0, 0]), ""
+    b = float(model.coef_[0, 0])
+    if b <= 0:
+        # never turn a backbone's evidence around: one that does not rank the fitting
+        # patients gets their prevalence, whatever its score
+        rate = float(np.clip(y.mean(), P_FLOOR, 1 - P_FLOOR))
+        return float(np.log(rate / (1 - rate))), 0.0, (
+            "slope <= 0 on these patients: the backbone does not rank them; its probability "
+            "is their prevalence"
+        )
+    return float(model.intercept_[0]), b, ""
 
 
 class ScoreCalibrator:
