@@ -140,8 +140,18 @@ def test_auto_uses_onnx_only_when_an_export_of_this_bundle_exists(
     case = engine(engine="auto", onnx_dir=str(out))
     assert case.runtime(bundle).scorer.engine == "onnx"
     got = case.predict_cases(bundle, cases)
+    assert case.runtime(bundle).ood_models == {}  # the export's feature graphs, no torch model
     for r, g in zip(ref, got, strict=True):
         assert g.probability == pytest.approx(r.probability, abs=1e-4)
+        # the unlike-training check sees the same pooled features through ONNX
+        assert r.images_unlike_training and len(g.images_unlike_training) == len(r.images_unlike_training)
+        for gi, ri in zip(g.images_unlike_training, r.images_unlike_training, strict=True):
+            assert gi.keys() == ri.keys()
+            for key, value in ri.items():
+                if isinstance(value, float):
+                    assert gi[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+                else:
+                    assert gi[key] == value, key
 
     stale = tmp_path / "stale"
     shutil.copytree(out, stale)

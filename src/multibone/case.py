@@ -312,11 +312,13 @@ def runtime(bundle) -> _Runtime:
 
         rt.post = load_postprocess(bundle.path)
         if bundle.backbones:
-            from multibone.imaging.folds import load_fold
             from multibone.imaging.ood import OODModel
 
             rt.ood = OODModel.load(bundle.path / "ood")
-            if rt.ood is not None:
+            # An ONNX export carries the pooled-feature graphs: no torch model is loaded then.
+            if rt.ood is not None and not getattr(scorer, "embeds", lambda _: False)(list(rt.ood.summaries)):
+                from multibone.imaging.folds import load_fold
+
                 rt.ood_models = {b: load_fold(bundle.path / "backbones", b, 0)
                                  for b in rt.ood.summaries}
         _RUNTIMES[key] = rt
@@ -459,6 +461,8 @@ def _unlike_training(rt: _Runtime, crops: list[np.ndarray]) -> list[dict]:
     Empty dicts when the bundle carries no summary (an older bundle)."""
     if rt.ood is None:
         return [{} for _ in crops]
+    if not rt.ood_models:  # ONNX engine with the export's pooled-feature graphs
+        return rt.ood.check(rt.scorer.embed(crops, list(rt.ood.summaries)))
     from multibone.imaging.ood import embed_all
 
     return rt.ood.check(embed_all(rt.ood_models, crops))

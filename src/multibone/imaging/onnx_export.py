@@ -38,6 +38,37 @@ def _check_images(n: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def _export_embedding(model, x: np.ndarray, path: Path, atol: float, what: str) -> None:
+    """Export ``forward_head(forward_features(x), pre_logits=True)`` (what
+    :func:`multibone.imaging.ood.embed` computes) and check it against torch."""
+    import onnxruntime as ort
+    import torch
+
+    class _Embed(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, xb):
+            f = self.m.forward_head(self.m.forward_features(xb), pre_logits=True)
+            return f.reshape(f.shape[0], -1)
+
+    wrapper = _Embed(model).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (torch.from_numpy(x[:1]),), str(path), input_names=["input"],
+            output_names=["features"], dynamic_axes={"input": {0: "n"}, "features": {0: "n"}},
+            opset_version=OPSET, dynamo=False, external_data=False,
+        )
+    with torch.inference_mode():
+        ref = wrapper(torch.from_numpy(x)).float().numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    diff = float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref))))
+    if not diff <= atol:
+        raise MultiboneError(f"{what}: ONNX pooled features differ from torch by {diff:.2e}; not exported")
+
+
 def export_onnx(
     weights_dir: str | Path,
     backbones: Sequence[str],
@@ -67,7 +98,7 @@ def export_onnx(
     crops = list(check_crops) if check_crops is not None else _check_images(4)
     manifest: dict = {"format": ONNX_FORMAT, "bundle_hash": bundle_hash, "opset": OPSET,
                       "torch": torch.__version__, "onnxruntime": ort.__version__,
-                      "backbones": {}, "files": {}, "check": {}}
+                      "backbones": {}, "files": {}, "check": {}, "embed": {}}
     t0 = time.perf_counter()
     with atomic_dir(out, force=force) as tmp:
         for b in backbones:
@@ -105,6 +136,10 @@ def export_onnx(
                     )
                 worst = max(worst, diff)
                 worst_abs = max(worst_abs, float(np.max(np.abs(got - ref))))
+                if k == ks[0]:  # the first fold's pooled features, for the unlike-training check
+                    _export_embedding(model, x, tmp / b / f"fold{k}.embed.onnx", atol, f"{b} fold {k}")
+                    manifest["embed"][b] = k
+                    manifest["files"][f"{b}/fold{k}.embed.onnx"] = _sha256(tmp / b / f"fold{k}.embed.onnx")
                 for name in (f"fold{k}.onnx", f"fold{k}.json"):
                     manifest["files"][f"{b}/{name}"] = _sha256(tmp / b / name)
             manifest["check"][b] = {"images": len(crops), "max_logit_diff": worst,

@@ -141,6 +141,7 @@ class OnnxScorer:
         self._sessions = sessions
         self._torch_weights = torch_weights
         self._torch = None
+        self._embed: dict[str, tuple[object, dict]] = {}
         self.batch_size = int(batch_size)
 
     @classmethod
@@ -177,7 +178,35 @@ class OnnxScorer:
                 sess = ort.InferenceSession(str(path), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
                 sessions[b].append((sess, meta))
-        return cls(sessions, torch_weights=torch_weights, batch_size=batch_size)
+        embed: dict[str, tuple[object, dict]] = {}
+        for b, k in (manifest.get("embed") or {}).items():
+            rel = f"{b}/fold{k}.embed.onnx"
+            if b in sessions:
+                if _sha256(onnx_dir / rel) != manifest["files"].get(rel):
+                    raise BundleError(f"{onnx_dir / rel}: SHA-256 does not match onnx.json; export again")
+                meta = json.loads((onnx_dir / b / f"fold{k}.json").read_text(encoding="utf-8"))
+                embed[b] = (ort.InferenceSession(str(onnx_dir / rel), sess_options=opts,
+                                                 providers=["CPUExecutionProvider"]), meta)
+        scorer = cls(sessions, torch_weights=torch_weights, batch_size=batch_size)
+        scorer._embed = embed
+        return scorer
+
+    def embeds(self, backbones: Sequence[str]) -> bool:
+        """True when the export holds the pooled-feature graph of every one of ``backbones``."""
+        return all(b in self._embed for b in backbones)
+
+    def embed(self, crops: Sequence[np.ndarray], backbones: Sequence[str]) -> dict[str, np.ndarray]:
+        """``{backbone: (N, D) float64}`` pooled features of the first fold model, as
+        :func:`multibone.imaging.ood.embed` computes them with torch."""
+        out = {}
+        for b in backbones:
+            sess, meta = self._embed[b]
+            x = _resize(crops, int(meta["img_size"]))
+            feats = [np.asarray(sess.run(None, {"input": _normalise(x[s : s + self.batch_size],
+                                                                     meta["norm_mean"], meta["norm_std"])})[0])
+                     for s in range(0, len(crops), self.batch_size)]
+            out[b] = (np.concatenate(feats) if feats else np.zeros((0, 0))).astype(np.float64)
+        return out
 
     @property
     def backbones(self) -> list[str]:

@@ -35,23 +35,32 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from multibone.errors import BundleError, InputError
-from multibone.imaging.data import normalise, resize_crops
+
+if TYPE_CHECKING:  # torch is imported where it is used: a bundle's summary loads without it
+    from torch import nn
 
 #: Percentile of the development distances beyond which a crop is flagged.
 QUANTILE = 0.99
 UNLIKE = "unlike the training images"
 
 
-@torch.no_grad()
 def embed(model: nn.Module, crops: Sequence[np.ndarray], meta: Mapping, *,
           batch_size: int = 128) -> np.ndarray:
     """Pooled pre-classifier features ``(N, D)`` (float64) of grey crops, as the model sees them."""
+    import torch
+
+    from multibone.imaging.data import normalise, resize_crops
+
+    with torch.no_grad():
+        return _embed(model, crops, meta, batch_size, normalise, resize_crops)
+
+
+def _embed(model, crops, meta, batch_size, normalise, resize_crops) -> np.ndarray:
     size = int(meta["img_size"])
     x = resize_crops(crops, size)
     was_training = model.training
