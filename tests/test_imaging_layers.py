@@ -22,6 +22,7 @@ ORDER = [
     "folds",
     "train",
     "crossfit",
+    "arms",
     "scorer",
     "onnx_runtime",
     "onnx_export",

@@ -13,6 +13,8 @@ Modules, in import order (each imports only those above it):
 * :mod:`~multibone.imaging.folds`: fold model files (:func:`load_fold`, ...);
 * :mod:`~multibone.imaging.train`: the training loop of one fold model;
 * :mod:`~multibone.imaging.crossfit`: :func:`train_images`, step 1 of the two-step CV;
+* :mod:`~multibone.imaging.arms`: pretraining arms (``imaging.arms``), the same recipe
+  from other initial weights, :func:`~multibone.imaging.arms.train_arms`;
 * :mod:`~multibone.imaging.scorer`: :class:`ImageScorer`, scoring new images.
 * :mod:`~multibone.imaging.onnx_runtime`: :class:`OnnxScorer` (ONNX Runtime, no torch);
   :mod:`~multibone.imaging.onnx_export`: :func:`export_onnx`, checked against torch;
