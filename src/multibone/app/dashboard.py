@@ -608,7 +608,7 @@ def result_head(out: dict) -> None:
     st.subheader("3. Result")
     st.warning(DISCLAIMER)
     for w in getattr(result, "warnings", None) or []:  # synthetic training data, unlike images
-        (st.info if w.startswith("ignored:") else st.error)(w)
+        (st.info if w.startswith("ignored:") else st.warning)(w)
     prov = getattr(result, "provenance", None) or {}
     if prov.get("text"):
         st.caption(f"Model provenance: {prov['text']}.")
