@@ -149,10 +149,14 @@ def test_bundle_thresholds_equal_report_operating_points(tmp_path):
     preds = pd.read_csv(out / "predictions.csv")
     d = preds[preds["split"] == "dev"]
     assert {"stacker", "e3"} <= set(thresholds)
-    # The data exercises the tie rule: the old stacking rule ("lowest threshold with
-    # specificity >= 0.90") picks a lower threshold than the one rule for e3.
-    rows = _brute(d["label"].to_numpy(), d["p_e3"].to_numpy())
-    assert min(t for t, _, c, _ in rows if c >= 0.9) < thresholds["e3"]["spec90"]
+    # The data exercise the tie rule: for some model the old stacking rule ("lowest
+    # threshold with specificity >= 0.90") picks a lower threshold than the one rule.
+    old_rule_differs = []
+    for model in thresholds:
+        rows = _brute(d["label"].to_numpy(), d[f"p_{model}"].to_numpy())
+        old = min(t for t, _, c, _ in rows if c >= 0.9)
+        old_rule_differs.append(old < thresholds[model]["spec90"])
+    assert any(old_rule_differs)
     for model, stored in thresholds.items():
         chosen = evaluation_choose(d["label"], d[f"p_{model}"], DECISION_POINTS)
         assert stored == {k: op.threshold for k, op in chosen.items()}, model
