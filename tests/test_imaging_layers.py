@@ -20,6 +20,7 @@ ORDER = [
     "data",
     "inference",
     "folds",
+    "ood",
     "train",
     "crossfit",
     "arms",
