@@ -60,12 +60,42 @@ def _session(bundle: Path, case) -> tuple[float, float]:
     return float(out["case"].age), float(out["result"].probability)
 
 
+def _one_runtime_for_all_sessions(monkeypatch) -> None:
+    """AppTest puts a mock Runtime into a process-wide global for each run and clears it
+    when the run ends: with sessions in threads, the first to finish pulls the runtime
+    from under the others ("Runtime hasn't been created!"). A real server has one Runtime
+    for all its sessions; give the threads one, and let each AppTest's swap land on a
+    stand-in class."""
+    from unittest.mock import MagicMock
+
+    import streamlit.testing.v1.app_test as app_test_module
+    from streamlit.components.v2.component_manager import BidiComponentManager
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.caching.storage.dummy_cache_storage import (
+        MemoryCacheStorageManager,
+    )
+    from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    shared = MagicMock(spec=Runtime)
+    shared.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
+    shared.dataframe_source_mgr = DataframeSourceManager()
+    shared.cache_storage_manager = MemoryCacheStorageManager()
+    components = BidiComponentManager()
+    components.discover_and_register_components(start_file_watching=False)
+    shared.bidi_component_registry = components
+    monkeypatch.setattr(app_test_module, "Runtime", type("RuntimeStandIn", (), {"_instance": None}))
+    monkeypatch.setattr(Runtime, "_instance", shared)
+
+
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc for the RSS")
 def test_four_concurrent_sessions_each_see_their_own_case(mini_bundle, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MULTIBONE_BUNDLE", str(mini_bundle))
     alone = [_session(mini_bundle, case) for case in CASES]  # the reference: one at a time
     assert len({p for _, p in alone}) == len(CASES), "the four cases should differ"
+    _one_runtime_for_all_sessions(monkeypatch)
 
     rss = []
     for _ in range(ROUNDS):

@@ -24,9 +24,12 @@ def available() -> bool:
     """Whether the drawing component is installed (the ``dashboard`` extra)."""
     try:
         import streamlit_drawable_canvas  # noqa: F401
+        from streamlit import runtime
     except Exception:  # not installed, or a Streamlit too old for components v2
         return False
-    return True
+    # A v2 component mounts through the Runtime singleton; a script run without one (an
+    # AppTest started in a worker thread) gets the static picture instead of failing.
+    return runtime.exists()
 
 
 def draw(
