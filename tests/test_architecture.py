@@ -12,9 +12,8 @@ inside a function), then two rules are checked:
 from __future__ import annotations
 
 import ast
-from pathlib import Path
-
 import graphlib
+from pathlib import Path
 
 import pytest
 
