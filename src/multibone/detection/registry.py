@@ -27,11 +27,10 @@ Radiographs are grey: images are replicated to 3 channels (``GREY_POLICY``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +39,7 @@ from torch import nn
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from multibone.errors import InputError, WeightsError
+from multibone.imaging.registry import seeded
 
 GREY_POLICY = "replicate_to_3_channels"
 #: Background + lesion (torchvision counts the background).
@@ -188,16 +188,6 @@ def _tiny_fcos(min_size: int, max_size: int) -> nn.Module:
 # --------------------------------------------------------------------------- factory
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def _build(spec: DetectorSpec, min_size: int, max_size: int) -> nn.Module:
     if spec.backbone == "tiny":
         return _tiny_fcos(min_size, max_size)
@@ -244,7 +234,7 @@ def create_detector(
         raise InputError(f"detector {name!r}: img_size {size} px is too small; use >= 64")
     w = str(weights)
     check_weights_source(name, weights=w)
-    with _seeded(seed):
+    with seeded(seed):
         model = _build(spec, size, size)
     if w == "coco":
         _load_coco(model, spec)

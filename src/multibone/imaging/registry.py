@@ -254,7 +254,7 @@ def timm_kwargs(spec: BackboneSpec, *, img_size: int | None) -> dict:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
+def seeded(seed: int | None) -> Iterator[None]:
     """Seed torch's global generator inside, and restore it afterwards (no global side effect)."""
     if seed is None:
         yield
@@ -316,7 +316,7 @@ def create_backbone(
     kwargs = timm_kwargs(spec, img_size=size)
     kwargs.update(num_classes=1, in_chans=in_chans)
     w = str(weights)
-    with _seeded(seed):
+    with seeded(seed):
         if w == "none":
             return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
         if w == "imagenet":
