@@ -146,7 +146,7 @@ def check_scores_splits(scores: pd.DataFrame, splits: pd.DataFrame, source: str)
     a = a.set_index("patient_id")[key]
     b = splits.assign(patient_id=splits["patient_id"].astype(str)).set_index("patient_id")[key]
     common = a.index.intersection(b.index)
-    a_split = a.loc[common, "split"].fillna("").astype(str)
+    a_split = a.loc[common, "split"].astype(object).fillna("").astype(str)
     a_fold = pd.to_numeric(a.loc[common, "fold"], errors="coerce").fillna(-1).astype(int)
     differ = common[(a_split != b.loc[common, "split"].astype(str)).to_numpy()
                     | (a_fold != b.loc[common, "fold"].astype(int)).to_numpy()]

@@ -62,7 +62,7 @@ def read_image_table(
     for col in ROI_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
     diag = df["diagnosis"] if "diagnosis" in df.columns else pd.Series("", index=df.index)
-    diag = diag.fillna("").astype(str).str.strip().str.lower()
+    diag = diag.astype(object).fillna("").astype(str).str.strip().str.lower()
     df["lesion"] = (diag != NORMAL).astype(int)
     n_given = df[list(ROI_COLUMNS)].notna().sum(axis=1)
     for i in np.flatnonzero((n_given > 0) & (n_given < 4)):
@@ -75,7 +75,7 @@ def read_image_table(
         )
     df["patient_id"] = df["patient_id"].astype(str)
     df["image_path"] = [str(p if Path(p).is_absolute() else base / p) for p in df["image_path"]]
-    df["view"] = df["view"].fillna("").astype(str) if "view" in df.columns else ""
+    df["view"] = df["view"].astype(object).fillna("").astype(str) if "view" in df.columns else ""
     return df.reset_index(drop=True)
 
 

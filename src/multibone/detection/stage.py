@@ -66,7 +66,7 @@ def detection_folds(cohort, splits: pd.DataFrame, split_config) -> pd.DataFrame:
     normals = p[p["diagnosis"].astype(str) == "normal"].sort_values("patient_id")
     if len(normals):
         ext = {str(c) for c in split_config.external_centers}
-        given = normals["split"].fillna("").astype(str)
+        given = normals["split"].astype(object).fillna("").astype(str)
         split = np.where(
             normals["center"].astype(str).isin(ext) | (given == "external"),
             "external",
@@ -85,7 +85,7 @@ def detection_folds(cohort, splits: pd.DataFrame, split_config) -> pd.DataFrame:
             [out, pd.DataFrame({"patient_id": normals["patient_id"], "split": split, "fold": fold})],
             ignore_index=True,
         )
-    out["center"] = out["patient_id"].map(centre).fillna("").astype(str)
+    out["center"] = out["patient_id"].map(centre).astype(object).fillna("").astype(str)
     return out
 
 

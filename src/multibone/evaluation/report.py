@@ -106,7 +106,7 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     bad = ~lab.isin([0, 1])
     if bad.any():
         problems.append(f"column label must be 0 or 1: rows {short_list(_rows(bad))}")
-    split = df["split"].fillna("").astype(str).str.strip().str.lower()
+    split = df["split"].astype(object).fillna("").astype(str).str.strip().str.lower()
     bad = ~split.isin(SPLITS)
     if bad.any():
         problems.append(
@@ -138,7 +138,7 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
     df["label"] = lab.astype(int)
     df["split"] = split
     df["patient_id"] = df["patient_id"].astype(str)
-    df["center"] = df["center"].fillna("").astype(str) if "center" in df else ""
+    df["center"] = df["center"].astype(object).fillna("").astype(str) if "center" in df else ""
     for c in pcols:
         df[c] = pd.to_numeric(df[c]).astype(float)
     return df, [c[2:] for c in pcols]
@@ -250,7 +250,7 @@ def subtype_table(
     """Per-subtype accuracy at the Youden threshold (seed 004, Table 3): one column per model."""
     if "subtype" not in d:
         return pd.DataFrame()
-    st = d["subtype"].fillna("").astype(str).replace("", "unknown")
+    st = d["subtype"].astype(object).fillna("").astype(str).replace("", "unknown")
     rows = []
     for (lab, sub), g in d.groupby([d["label"], st], sort=True):
         row = {"class": class_names[int(lab)], "subtype": sub, "n": len(g)}

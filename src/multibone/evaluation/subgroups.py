@@ -95,16 +95,16 @@ def subgroup_levels(
     out: dict[str, pd.Series] = {}
     for c in ("subtype", "location"):
         if c in d:
-            out[c] = d[c].fillna("").astype(str).replace("", "unknown")
+            out[c] = d[c].astype(object).fillna("").astype(str).replace("", "unknown")
     cuts = size_cuts(d) if cuts is None else cuts
     if cuts is not None and cuts[0] in d:
         out[SIZE_VARIABLE] = _size_levels(d, cuts)
     if "center" in d and d["center"].nunique() > 1:
-        out["centre"] = d["center"].fillna("").astype(str).replace("", "unknown")
+        out["centre"] = d["center"].astype(object).fillna("").astype(str).replace("", "unknown")
     if "age" in d:
         out["age"] = _age_group(d["age"])
     if "sex" in d:
-        out["sex"] = d["sex"].fillna("").astype(str).replace("", "unknown")
+        out["sex"] = d["sex"].astype(object).fillna("").astype(str).replace("", "unknown")
     return out
 
 
@@ -234,5 +234,5 @@ def flagged(sg: pd.DataFrame) -> pd.DataFrame:
     """Rows with a flag (CI wholly below the overall figure, or near chance)."""
     if sg.empty:
         return sg
-    b = sg["below_overall"].fillna("").astype(str) != ""
+    b = sg["below_overall"].astype(object).fillna("").astype(str) != ""
     return sg[b | sg["near_chance"].astype(bool)]

@@ -122,7 +122,7 @@ def image_features(images: pd.DataFrame, *, grey_levels: int = 32, min_roi: int 
 
     from multibone.io import crop_roi, read_radiograph
 
-    has_path = images["image_path"].fillna("").astype(str).str.strip() != ""
+    has_path = images["image_path"].astype(object).fillna("").astype(str).str.strip() != ""
     im = images[images["roi_x0"].notna() & has_path]
     crops, names = [], []
     for r in tqdm(list(im.itertuples()), desc="radiomics", disable=not progress, leave=False):

@@ -36,7 +36,7 @@ def run_radiomics(
     if im.empty or "roi_x0" not in im or "image_path" not in im:
         log.info("radiomics: the cohort has no boxed images; baseline skipped")
         return None
-    usable = im["roi_x0"].notna() & (im["image_path"].fillna("").astype(str).str.strip() != "")
+    usable = im["roi_x0"].notna() & (im["image_path"].astype(object).fillna("").astype(str).str.strip() != "")
     if not usable.any():
         log.info("radiomics: no image has both a file and a lesion box; baseline skipped")
         return None

@@ -293,7 +293,7 @@ def build_stacking_table(
             )
         label = np.where(np.isnan(plabel), label, plabel)
     meta = pd.DataFrame(
-        {"split": scores["split"].fillna("").astype(str).to_numpy(), "fold": fold, "label": label},
+        {"split": scores["split"].astype(object).fillna("").astype(str).to_numpy(), "fold": fold, "label": label},
         index=X.index,
     )
     return X, meta
