@@ -4,6 +4,6 @@ Decision support, not a diagnosis. See DESIGN.md in the project's shared docs fo
 the architecture; the public API is re-exported here as each layer lands.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]
