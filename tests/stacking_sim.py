@@ -52,3 +52,19 @@ def simulate(
         index=pd.Index(ids, name="patient_id"),
     )
     return X, y, ids
+
+
+#: A run config for fast clinical-only runs (no backbones, one cheap family).
+CLINICAL_ONLY_CONFIG = """
+imaging:
+  backbones: []
+splits:
+  n_folds: 3
+stacking:
+  family: lr
+  compare: [lr]
+  inner_folds: 3
+  n_iter: 1
+  bootstrap: 20
+  nested: false
+"""

@@ -7,23 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from stacking_sim import simulate
+from stacking_sim import CLINICAL_ONLY_CONFIG, simulate
 
 from multibone.cli import main
 
-CONFIG = """
-imaging:
-  backbones: []
-splits:
-  n_folds: 3
-stacking:
-  family: lr
-  compare: [lr]
-  inner_folds: 3
-  n_iter: 1
-  bootstrap: 20
-  nested: false
-"""
+CONFIG = CLINICAL_ONLY_CONFIG
 
 
 @pytest.fixture(scope="module")

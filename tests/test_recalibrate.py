@@ -8,23 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
+from stacking_sim import CLINICAL_ONLY_CONFIG
 
 from multibone.cli import main
 from multibone.evaluation.calibration import calibration
 
-CONFIG = """
-imaging:
-  backbones: []
-splits:
-  n_folds: 3
-stacking:
-  family: lr
-  compare: [lr]
-  inner_folds: 3
-  n_iter: 1
-  bootstrap: 20
-  nested: false
-"""
+CONFIG = CLINICAL_ONLY_CONFIG
 
 
 def _patients(n, rng, *, shift=0.0, scale=1.0, prefix="D"):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-from stacking_sim import simulate
+from stacking_sim import CLINICAL_ONLY_CONFIG, simulate
 
 from multibone.cli import main
 from multibone.evaluation.shortcuts import (
@@ -19,19 +19,7 @@ from multibone.evaluation.shortcuts import (
     shortcut_warnings,
 )
 
-CONFIG = """
-imaging:
-  backbones: []
-splits:
-  n_folds: 3
-stacking:
-  family: lr
-  compare: [lr]
-  inner_folds: 3
-  n_iter: 1
-  bootstrap: 20
-  nested: false
-"""
+CONFIG = CLINICAL_ONLY_CONFIG
 
 
 def _manifest(n: int = 80, seed: int = 4) -> pd.DataFrame:
