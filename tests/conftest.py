@@ -100,3 +100,20 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(prev)
+
+
+@pytest.fixture(scope="session")
+def bundle_path(request) -> Path:
+    """The dashboard tests' bundle: $MULTIBONE_TEST_BUNDLE when set, else the mini run's."""
+    given = os.environ.get("MULTIBONE_TEST_BUNDLE", "")
+    if given:
+        return Path(given)
+    return request.getfixturevalue("mini_bundle")
+
+
+@pytest.fixture(scope="session")
+def dicom_case(tmp_path_factory):
+    """(path of a synthetic DICOM under a neutral name, its identifier values, its row)."""
+    import _dashboard_support as support
+
+    return support.synthetic_dicom(tmp_path_factory.mktemp("dashboard-dicom"))

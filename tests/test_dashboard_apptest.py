@@ -8,7 +8,6 @@ else the tiny real run that tests/conftest.py builds once per session (``mini_bu
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -26,21 +25,6 @@ TIMEOUT = 120  # model loading and Score-CAM on a busy CPU
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def bundle_path(request) -> Path:
-    """$MULTIBONE_TEST_BUNDLE when set, else the session's tiny real run (conftest)."""
-    given = os.environ.get("MULTIBONE_TEST_BUNDLE", "")
-    if given:
-        return Path(given)
-    return request.getfixturevalue("mini_bundle")
-
-
-@pytest.fixture(scope="session")
-def dicom_case(tmp_path_factory):
-    """(path of a synthetic DICOM under a neutral name, its identifier values, its row)."""
-    return support.synthetic_dicom(tmp_path_factory.mktemp("dashboard-dicom"))
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ The real component under the mouse is tested in tests/test_dashboard_browser.py.
 from __future__ import annotations
 
 import io
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -32,19 +31,6 @@ pypdf = pytest.importorskip("pypdf", reason="pypdf not installed: pip install -e
 TIMEOUT = 120
 PROPOSED = (20, 16, 60, 52)  # STUB detector output on a 96 x 80 image
 STUB_SCORE = 0.87
-
-
-@pytest.fixture(scope="session")
-def bundle_path(request) -> Path:
-    given = os.environ.get("MULTIBONE_TEST_BUNDLE", "")
-    if given:
-        return Path(given)
-    return request.getfixturevalue("mini_bundle")
-
-
-@pytest.fixture(scope="session")
-def dicom_case(tmp_path_factory):
-    return support.synthetic_dicom(tmp_path_factory.mktemp("workflow-dicom"))
 
 
 def _app(bundle_path, monkeypatch, tmp_path):
